@@ -1,0 +1,68 @@
+//! The documented Client-Server API: poem-openapi endpoint groups, one file
+//! each, thin handlers that parse, call a service and return its result.
+
+mod account;
+mod devices;
+mod discovery;
+mod profile;
+mod security;
+mod session;
+
+use poem::Request;
+use poem_openapi::{OpenApiService, Tags};
+
+pub use security::AccessToken;
+
+#[derive(Tags)]
+enum Tag {
+    /// Server discovery and capabilities.
+    Discovery,
+    /// Login, token refresh, logout.
+    Session,
+    /// Registration and account management.
+    Account,
+    /// The user's devices.
+    Devices,
+    /// User profiles.
+    Profile,
+}
+
+/// All endpoint groups of the client API.
+pub type ClientApi = (
+    discovery::DiscoveryApi,
+    session::SessionApi,
+    account::AccountApi,
+    devices::DevicesApi,
+    profile::ProfileApi,
+);
+
+/// The OpenAPI service for the client API.
+pub fn service() -> OpenApiService<ClientApi, ()> {
+    OpenApiService::new(
+        (
+            discovery::DiscoveryApi,
+            session::SessionApi,
+            account::AccountApi,
+            devices::DevicesApi,
+            profile::ProfileApi,
+        ),
+        "TeaTime Client-Server API",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "The Matrix Client-Server API as served by TeaTime (Matrix specification v1.19). \
+         Errors are Matrix errors: a JSON body with `errcode` and `error`.",
+    )
+}
+
+/// The OpenAPI document, as `teatime openapi` prints it and `openapi/` keeps it.
+pub fn document() -> String {
+    service().spec()
+}
+
+/// The client's address, for rate limits and the device list.
+fn client_ip(req: &Request) -> Option<String> {
+    req.remote_addr()
+        .as_socket_addr()
+        .map(|addr| addr.ip().to_string())
+}

@@ -1,0 +1,138 @@
+//! User profiles: display name and avatar URL.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::{Object, OpenApi, param::Path, payload::Json};
+
+use super::{AccessToken, Tag, session::Empty};
+use crate::{
+    error::{Error, Result},
+    state::AppState,
+};
+
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+struct ProfileBody {
+    displayname: Option<String>,
+    avatar_url: Option<String>,
+}
+
+#[derive(Object)]
+struct Displayname {
+    displayname: Option<String>,
+}
+
+#[derive(Object)]
+struct AvatarUrl {
+    avatar_url: Option<String>,
+}
+
+pub struct ProfileApi;
+
+/// Rejects malformed user ids before they reach storage.
+fn parse_user_id(user_id: &str) -> Result<&str> {
+    <&ruma::UserId>::try_from(user_id)
+        .map(|_| user_id)
+        .map_err(|e| Error::InvalidParam(format!("invalid user id: {e}")))
+}
+
+#[OpenApi(tag = "Tag::Profile")]
+impl ProfileApi {
+    /// # GET /_matrix/client/v3/profile/{userId}
+    /// A user's display name and avatar.
+    #[oai(
+        path = "/_matrix/client/v3/profile/:user_id",
+        method = "get",
+        operation_id = "getProfile"
+    )]
+    async fn profile(
+        &self,
+        state: Data<&Arc<AppState>>,
+        user_id: Path<String>,
+    ) -> Result<Json<ProfileBody>> {
+        let profile = state.accounts.profile(parse_user_id(&user_id.0)?).await?;
+        Ok(Json(ProfileBody {
+            displayname: profile.displayname,
+            avatar_url: profile.avatar_url,
+        }))
+    }
+
+    /// # GET /_matrix/client/v3/profile/{userId}/displayname
+    #[oai(
+        path = "/_matrix/client/v3/profile/:user_id/displayname",
+        method = "get",
+        operation_id = "getDisplayname"
+    )]
+    async fn displayname(
+        &self,
+        state: Data<&Arc<AppState>>,
+        user_id: Path<String>,
+    ) -> Result<Json<Displayname>> {
+        let profile = state.accounts.profile(parse_user_id(&user_id.0)?).await?;
+        Ok(Json(Displayname {
+            displayname: profile.displayname,
+        }))
+    }
+
+    /// # PUT /_matrix/client/v3/profile/{userId}/displayname
+    /// Sets the logged-in user's display name.
+    #[oai(
+        path = "/_matrix/client/v3/profile/:user_id/displayname",
+        method = "put",
+        operation_id = "setDisplayname"
+    )]
+    async fn set_displayname(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: AccessToken,
+        user_id: Path<String>,
+        body: Json<Displayname>,
+    ) -> Result<Json<Empty>> {
+        let name = body.0.displayname;
+        state
+            .accounts
+            .set_displayname(&auth.0, parse_user_id(&user_id.0)?, name.as_deref())
+            .await?;
+        Ok(Json(Empty {}))
+    }
+
+    /// # GET /_matrix/client/v3/profile/{userId}/avatar_url
+    #[oai(
+        path = "/_matrix/client/v3/profile/:user_id/avatar_url",
+        method = "get",
+        operation_id = "getAvatarUrl"
+    )]
+    async fn avatar_url(
+        &self,
+        state: Data<&Arc<AppState>>,
+        user_id: Path<String>,
+    ) -> Result<Json<AvatarUrl>> {
+        let profile = state.accounts.profile(parse_user_id(&user_id.0)?).await?;
+        Ok(Json(AvatarUrl {
+            avatar_url: profile.avatar_url,
+        }))
+    }
+
+    /// # PUT /_matrix/client/v3/profile/{userId}/avatar_url
+    /// Sets the logged-in user's avatar (an `mxc://` URI).
+    #[oai(
+        path = "/_matrix/client/v3/profile/:user_id/avatar_url",
+        method = "put",
+        operation_id = "setAvatarUrl"
+    )]
+    async fn set_avatar_url(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: AccessToken,
+        user_id: Path<String>,
+        body: Json<AvatarUrl>,
+    ) -> Result<Json<Empty>> {
+        let url = body.0.avatar_url;
+        state
+            .accounts
+            .set_avatar_url(&auth.0, parse_user_id(&user_id.0)?, url.as_deref())
+            .await?;
+        Ok(Json(Empty {}))
+    }
+}

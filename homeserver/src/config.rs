@@ -1,0 +1,302 @@
+//! Server configuration: a TOML file overridden by `TEATIME_*` environment
+//! variables, with defaults that need no configuration at all.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// Who may create accounts through `POST /register`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    /// Anyone, with the `m.login.dummy` stage.
+    Open,
+    /// Anyone holding the registration token (`m.login.registration_token`).
+    Token,
+    /// Nobody; accounts are created by an administrator.
+    Closed,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The complete, validated configuration. Field names are the TOML keys; the
+/// environment variable for each is `TEATIME_` + the upper-cased name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The Matrix server name: the part after `:` in user ids.
+    pub server_name: String,
+    /// Client-Server API listener.
+    pub listen: SocketAddr,
+    /// Server-Server API listener (HTTPS); advertised in `/.well-known/matrix/server`.
+    pub federation_listen: SocketAddr,
+    /// Base URL clients use to reach this server; advertised in `/.well-known/matrix/client`.
+    pub public_baseurl: Option<String>,
+    /// Where the server keeps its files (SQLite database, signing keys).
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; default: SQLite file in the data dir.
+    pub database_url: Option<String>,
+    /// Upper bound of the database connection pool.
+    pub database_max_connections: u32,
+    /// Who may register.
+    pub registration: RegistrationMode,
+    /// The token required when `registration = "token"`.
+    pub registration_token: Option<String>,
+    /// Secret for signing access tokens (HS256); default: generated and kept in the data dir.
+    pub token_secret: Option<String>,
+    /// Lifetime of access tokens issued together with a refresh token.
+    pub access_token_lifetime_ms: u64,
+    /// Failed logins allowed in a burst, per user and per client address.
+    pub login_failure_burst: u32,
+    /// Seconds after which one more failed login is allowed again.
+    pub login_failure_refill_secs: u64,
+    /// Registration attempts allowed in a burst per client address.
+    pub registration_burst: u32,
+    /// Seconds after which one more registration is allowed again.
+    pub registration_refill_secs: u64,
+    /// Largest JSON request body accepted by the client API.
+    pub max_json_body_bytes: usize,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            federation_listen: SocketAddr::from(([127, 0, 0, 1], 8448)),
+            public_baseurl: None,
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 16,
+            registration: RegistrationMode::Open,
+            registration_token: None,
+            token_secret: None,
+            access_token_lifetime_ms: 5 * 60 * 1000,
+            login_failure_burst: 5,
+            login_failure_refill_secs: 10,
+            registration_burst: 10,
+            registration_refill_secs: 6,
+            max_json_body_bytes: 1024 * 1024,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if any), then `TEATIME_*` variables.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let mut ignored = TEXT_KEYS.to_vec();
+        ignored.push("config");
+        let figment = figment
+            .merge(Env::prefixed("TEATIME_").ignore(&ignored))
+            .merge(Serialized::defaults(text_overrides()));
+        Self::from_figment(figment)
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Err(e) = ruma::ServerName::parse(&self.server_name) {
+            return Err(invalid("server_name", e));
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        if self.registration == RegistrationMode::Token
+            && self.registration_token.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(invalid(
+                "registration_token",
+                "required when registration = \"token\"",
+            ));
+        }
+        if self.database_max_connections == 0 {
+            return Err(invalid("database_max_connections", "must be at least 1"));
+        }
+        if self.access_token_lifetime_ms < 1000 {
+            return Err(invalid("access_token_lifetime_ms", "must be at least 1000"));
+        }
+        for (key, value) in [
+            ("login_failure_burst", u64::from(self.login_failure_burst)),
+            ("login_failure_refill_secs", self.login_failure_refill_secs),
+            ("registration_burst", u64::from(self.registration_burst)),
+            ("registration_refill_secs", self.registration_refill_secs),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("teatime.db").display()
+            )
+        })
+    }
+
+    /// The client base URL in effect.
+    pub fn public_baseurl(&self) -> String {
+        let url = self
+            .public_baseurl
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen));
+        url.trim_end_matches('/').to_owned()
+    }
+}
+
+/// Keys whose values are text. figment's environment provider would read
+/// `TEATIME_REGISTRATION_TOKEN=12345` as a number, so these are taken verbatim.
+const TEXT_KEYS: &[&str] = &[
+    "server_name",
+    "public_baseurl",
+    "data_dir",
+    "database_url",
+    "registration_token",
+    "token_secret",
+];
+
+fn text_overrides() -> BTreeMap<&'static str, String> {
+    TEXT_KEYS
+        .iter()
+        .filter_map(|key| {
+            let value = std::env::var(format!("TEATIME_{}", key.to_uppercase())).ok()?;
+            Some((*key, value))
+        })
+        .collect()
+}
+
+fn invalid(key: &'static str, reason: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+// figment::Jail closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in_jail(jail: &Jail, toml: Option<&str>) -> Result<Config, ConfigError> {
+        let file = toml.map(|body| {
+            jail.create_file("teatime.toml", body)
+                .expect("write config file");
+            std::path::PathBuf::from("teatime.toml")
+        });
+        Config::load(file.as_deref())
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        Jail::expect_with(|jail| {
+            let config = load_in_jail(jail, None).expect("defaults load");
+            assert_eq!(config.server_name, "localhost");
+            assert_eq!(config.listen.to_string(), "127.0.0.1:8008");
+            assert_eq!(config.registration, RegistrationMode::Open);
+            assert!(
+                config
+                    .database_url()
+                    .starts_with("sqlite://./data/teatime.db")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TEATIME_SERVER_NAME", "example.org");
+            jail.set_env("TEATIME_REGISTRATION", "closed");
+            let config = load_in_jail(
+                jail,
+                Some("server_name = \"file.example\"\nlisten = \"127.0.0.1:9000\"\n"),
+            )
+            .expect("config loads");
+            assert_eq!(config.server_name, "example.org");
+            assert_eq!(config.listen.port(), 9000);
+            assert_eq!(config.registration, RegistrationMode::Closed);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn numeric_looking_strings_stay_strings() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TEATIME_REGISTRATION", "token");
+            jail.set_env("TEATIME_REGISTRATION_TOKEN", "12345");
+            let config = load_in_jail(jail, None).expect("config loads");
+            assert_eq!(config.registration_token.as_deref(), Some("12345"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_bad_key() {
+        Jail::expect_with(|jail| {
+            let err = load_in_jail(jail, Some("lisen = \"127.0.0.1:1\"\n")).unwrap_err();
+            assert!(err.to_string().contains("lisen"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("TEATIME_LISTEN", "not-an-address");
+            let err = load_in_jail(jail, None).unwrap_err();
+            assert!(err.to_string().to_lowercase().contains("listen"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("TEATIME_SERVER_NAME", "bad name!");
+            let err = load_in_jail(jail, None).unwrap_err();
+            assert!(err.to_string().contains("server_name"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("TEATIME_REGISTRATION", "token");
+            let err = load_in_jail(jail, None).unwrap_err();
+            assert!(err.to_string().contains("registration_token"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,261 @@
+//! The homeserver's one error type and the one place that maps it, and every
+//! error poem or poem-openapi raises, to a Matrix error response.
+
+use poem::{
+    IntoResponse, Response,
+    error::{MethodNotAllowedError, NotFoundError, ResponseError},
+    http::{StatusCode, header},
+};
+use poem_openapi::{
+    ApiResponse, Object,
+    error::{
+        AuthorizationError, ContentTypeError, ParseMultipartError, ParseParamError, ParsePathError,
+        ParseRequestPayloadError,
+    },
+    registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry},
+    types::Type,
+};
+use serde_json::{Map, Value};
+
+use crate::uia::UiaChallenge;
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadJson(String),
+    #[error("{0}")]
+    NotJson(String),
+    #[error("{0}")]
+    InvalidParam(String),
+    #[error("{0}")]
+    MissingParam(String),
+    #[error("{0}")]
+    Unknown(String),
+    #[error("{0}")]
+    InvalidUsername(String),
+    #[error("the user id is already taken")]
+    UserInUse,
+    #[error("this account has been deactivated")]
+    UserDeactivated,
+    #[error("registration is disabled on this server")]
+    RegistrationDisabled,
+    #[error("guest access is not allowed on this server")]
+    GuestAccessForbidden,
+    #[error("missing access token")]
+    MissingToken,
+    #[error("unknown or revoked access token")]
+    UnknownToken { soft_logout: bool },
+    #[error("too many requests")]
+    LimitExceeded { retry_after_ms: u64 },
+    #[error("the request body is too large")]
+    TooLarge,
+    #[error("unrecognized request")]
+    Unrecognized { status: StatusCode },
+    #[error("additional authentication is required")]
+    AuthRequired(Box<UiaChallenge>),
+}
+
+/// A `Result` with the homeserver's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The HTTP status and Matrix `errcode` of this error.
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            Error::Database(_) | Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
+            Error::Forbidden(_) => (S::FORBIDDEN, "M_FORBIDDEN"),
+            Error::NotFound(_) => (S::NOT_FOUND, "M_NOT_FOUND"),
+            Error::BadJson(_) => (S::BAD_REQUEST, "M_BAD_JSON"),
+            Error::NotJson(_) => (S::BAD_REQUEST, "M_NOT_JSON"),
+            Error::InvalidParam(_) => (S::BAD_REQUEST, "M_INVALID_PARAM"),
+            Error::MissingParam(_) => (S::BAD_REQUEST, "M_MISSING_PARAM"),
+            Error::Unknown(_) => (S::BAD_REQUEST, "M_UNKNOWN"),
+            Error::InvalidUsername(_) => (S::BAD_REQUEST, "M_INVALID_USERNAME"),
+            Error::UserInUse => (S::BAD_REQUEST, "M_USER_IN_USE"),
+            Error::UserDeactivated => (S::FORBIDDEN, "M_USER_DEACTIVATED"),
+            Error::RegistrationDisabled => (S::FORBIDDEN, "M_FORBIDDEN"),
+            Error::GuestAccessForbidden => (S::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN"),
+            Error::MissingToken => (S::UNAUTHORIZED, "M_MISSING_TOKEN"),
+            Error::UnknownToken { .. } => (S::UNAUTHORIZED, "M_UNKNOWN_TOKEN"),
+            Error::LimitExceeded { .. } => (S::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"),
+            Error::TooLarge => (S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"),
+            Error::Unrecognized { status } => (*status, "M_UNRECOGNIZED"),
+            Error::AuthRequired(challenge) => match challenge.error {
+                Some((code, _)) => (S::UNAUTHORIZED, code),
+                None => (S::UNAUTHORIZED, ""),
+            },
+        }
+    }
+
+    /// The JSON body clients receive.
+    fn body(&self) -> Value {
+        let (_, errcode) = self.status_and_code();
+        let mut body = Map::new();
+        match self {
+            Error::AuthRequired(challenge) => {
+                body = challenge.to_json();
+                return Value::Object(body);
+            }
+            // Internal details stay in the log, not in the response.
+            Error::Database(_) | Error::Internal(_) => {
+                body.insert("error".into(), "Internal server error".into());
+            }
+            other => {
+                body.insert("error".into(), other.to_string().into());
+            }
+        }
+        body.insert("errcode".into(), errcode.into());
+        match self {
+            Error::UnknownToken { soft_logout } => {
+                body.insert("soft_logout".into(), (*soft_logout).into());
+            }
+            Error::LimitExceeded { retry_after_ms } => {
+                body.insert("retry_after_ms".into(), (*retry_after_ms).into());
+            }
+            _ => {}
+        }
+        Value::Object(body)
+    }
+
+    /// Converts any error raised while serving a request — ours, poem's or
+    /// poem-openapi's — into the Matrix error it stands for.
+    pub fn from_poem(err: poem::Error) -> Error {
+        let err = match err.downcast::<Error>() {
+            Ok(ours) => return ours,
+            Err(other) => other,
+        };
+        if err.is::<ParseRequestPayloadError>() || err.is::<ParseMultipartError>() {
+            Error::BadJson(err.to_string())
+        } else if err.is::<ParsePathError>() || err.is::<ParseParamError>() {
+            Error::InvalidParam(err.to_string())
+        } else if err.is::<ContentTypeError>() {
+            Error::NotJson("Content-Type must be application/json".into())
+        } else if err.is::<AuthorizationError>() {
+            Error::MissingToken
+        } else if err.is::<NotFoundError>() {
+            Error::Unrecognized {
+                status: StatusCode::NOT_FOUND,
+            }
+        } else if err.is::<MethodNotAllowedError>() {
+            Error::Unrecognized {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+            }
+        } else {
+            match err.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge,
+                StatusCode::NOT_FOUND => Error::Unrecognized {
+                    status: StatusCode::NOT_FOUND,
+                },
+                StatusCode::METHOD_NOT_ALLOWED => Error::Unrecognized {
+                    status: StatusCode::METHOD_NOT_ALLOWED,
+                },
+                status if status.is_client_error() => Error::Unknown(err.to_string()),
+                _ => Error::Internal(err.to_string()),
+            }
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    fn as_response(&self) -> Response {
+        if matches!(self, Error::Database(_) | Error::Internal(_)) {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut response = Response::builder()
+            .status(self.status())
+            .content_type("application/json")
+            .body(self.body().to_string());
+        if let Error::LimitExceeded { retry_after_ms } = self {
+            let secs = retry_after_ms.div_ceil(1000).max(1);
+            if let Ok(value) = secs.to_string().parse() {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        self.as_response()
+    }
+}
+
+/// The standard Matrix error body, for the OpenAPI document.
+#[derive(Object)]
+#[oai(rename = "MatrixError")]
+pub struct ErrorBody {
+    /// An error code such as `M_FORBIDDEN`.
+    pub errcode: String,
+    /// A human-readable message.
+    pub error: String,
+    /// With `M_LIMIT_EXCEEDED`: how long to wait before retrying.
+    pub retry_after_ms: Option<u64>,
+    /// With `M_UNKNOWN_TOKEN`: whether the client may refresh or log in again without losing data.
+    pub soft_logout: Option<bool>,
+}
+
+impl ApiResponse for Error {
+    fn meta() -> MetaResponses {
+        let content = || {
+            vec![MetaMediaType {
+                content_type: "application/json",
+                schema: MetaSchemaRef::Reference("MatrixError".into()),
+            }]
+        };
+        let responses = [
+            (
+                400,
+                "The request was malformed (`M_BAD_JSON`, `M_NOT_JSON`, `M_INVALID_PARAM`, ...).",
+            ),
+            (
+                401,
+                "Missing or invalid access token, or user-interactive authentication required.",
+            ),
+            (
+                403,
+                "The request is not allowed (`M_FORBIDDEN`, `M_USER_DEACTIVATED`, ...).",
+            ),
+            (404, "The resource does not exist (`M_NOT_FOUND`)."),
+            (413, "The request body is too large (`M_TOO_LARGE`)."),
+            (429, "Rate limited (`M_LIMIT_EXCEEDED`)."),
+            (500, "Internal server error."),
+        ];
+        MetaResponses {
+            responses: responses
+                .into_iter()
+                .map(|(status, description)| MetaResponse {
+                    description,
+                    status: Some(status),
+                    status_range: None,
+                    content: content(),
+                    headers: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        ErrorBody::register(registry);
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Error::Internal(format!("migration failed: {err}"))
+    }
+}

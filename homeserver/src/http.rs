@@ -1,0 +1,164 @@
+//! Plain poem middleware around the API: what poem-openapi cannot express.
+//!
+//! CORS for browser clients on other origins; Matrix errors for every failure
+//! (bad JSON, unknown route, wrong method, panics); the deprecated
+//! `access_token` query parameter; request metrics.
+
+use std::{sync::Arc, time::Instant};
+
+use poem::{
+    Endpoint, IntoResponse, Request, Response, Result,
+    http::{HeaderValue, Method, StatusCode, header},
+};
+use poem_openapi::OperationId;
+
+use crate::{error::Error, metrics::Metrics};
+
+/// Adds the CORS headers the spec asks for and answers preflight requests.
+pub async fn cors<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+    let mut response = if req.method() == Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.call(req).await?.into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("X-Requested-With, Content-Type, Authorization"),
+    );
+    Ok(response)
+}
+
+/// Records every request's route, status and latency.
+pub fn record_metrics<E: Endpoint + 'static>(
+    metrics: Arc<Metrics>,
+) -> impl Fn(E, Request) -> std::pin::Pin<Box<dyn Future<Output = Result<Response>> + Send>> + Send + Sync
+{
+    move |next: E, req: Request| {
+        let metrics = metrics.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let method = req.method().to_string();
+            let path_route = match req.uri().path() {
+                p @ ("/healthz" | "/metrics" | "/openapi.json") => {
+                    p.trim_start_matches('/').to_owned()
+                }
+                p if p.starts_with("/docs") => "docs".to_owned(),
+                _ => "unmatched".to_owned(),
+            };
+            let response = next.call(req).await?.into_response();
+            let route = response
+                .data::<OperationId>()
+                .map_or(path_route, |op| op.0.to_owned());
+            metrics.observe(
+                &route,
+                &method,
+                response.status().as_u16(),
+                started.elapsed().as_secs_f64(),
+            );
+            Ok(response)
+        })
+    }
+}
+
+/// Turns every error into its Matrix response, keeping the operation id for metrics.
+pub async fn matrix_errors<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+    match next.call(req).await {
+        Ok(response) => Ok(response.into_response()),
+        Err(err) => {
+            let operation = err.data::<OperationId>().copied();
+            let mut response = Error::from_poem(err).into_response();
+            if let Some(operation) = operation {
+                response.set_data(operation);
+            }
+            Ok(response)
+        }
+    }
+}
+
+/// The response for a request that panicked: the panic goes to the log, a
+/// plain Matrix 500 to the client.
+pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    Error::Internal("request handler panicked".into()).into_response()
+}
+
+/// Moves a deprecated `?access_token=` query parameter into the
+/// `Authorization` header, so one security scheme serves both.
+pub async fn query_access_token<E: Endpoint>(next: E, mut req: Request) -> Result<Response> {
+    if !req.headers().contains_key(header::AUTHORIZATION)
+        && let Some(query) = req.uri().query()
+        && let Some(token) = form_value(query, "access_token")
+        && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        req.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    Ok(next.call(req).await?.into_response())
+}
+
+fn form_value(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| v.to_owned())
+    })
+}
+
+/// Client API bodies: bounded in size, rejected with `M_NOT_JSON` unless they
+/// are JSON, and treated as JSON whatever Content-Type the client sent.
+pub fn json_bodies<E: Endpoint + 'static>(
+    max_bytes: usize,
+) -> impl Fn(E, Request) -> std::pin::Pin<Box<dyn Future<Output = Result<Response>> + Send>> + Send + Sync
+{
+    move |next: E, mut req: Request| {
+        Box::pin(async move {
+            let has_body = matches!(
+                *req.method(),
+                Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+            );
+            if has_body && req.uri().path().starts_with("/_matrix/client/") {
+                let body =
+                    req.take_body()
+                        .into_bytes_limit(max_bytes)
+                        .await
+                        .map_err(|e| match e {
+                            poem::error::ReadBodyError::PayloadTooLarge => Error::TooLarge,
+                            other => {
+                                Error::NotJson(format!("could not read the request body: {other}"))
+                            }
+                        })?;
+                if !body.is_empty()
+                    && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err()
+                {
+                    return Err(Error::NotJson("the request body is not valid JSON".into()).into());
+                }
+                req.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                req.set_body(body);
+            }
+            Ok(next.call(req).await?.into_response())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_value;
+
+    #[test]
+    fn finds_query_values() {
+        assert_eq!(
+            form_value("a=1&access_token=xyz", "access_token").as_deref(),
+            Some("xyz")
+        );
+        assert_eq!(form_value("access_tokenx=1", "access_token"), None);
+    }
+}

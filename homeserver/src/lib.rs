@@ -1,0 +1,23 @@
+//! TeaTime, a Matrix homeserver.
+//!
+//! A tour of the modules, from the edge inwards:
+//! - [`server`] assembles the HTTP application and runs it; [`http`] holds the
+//!   plain middleware (CORS, JSON bodies, Matrix errors, metrics).
+//! - [`api`] is the documented Client-Server API: thin poem-openapi handlers.
+//! - [`accounts`] is the service behind them; [`uia`] its user-interactive auth;
+//!   [`auth`] hashes passwords, issues and checks tokens, limits failures.
+//! - [`storage`] is the database (SQLite or PostgreSQL) behind one interface.
+//! - [`config`] reads the file and `TEATIME_*` variables; [`error`] is the one
+//!   error type and its mapping to Matrix errors; [`state`] ties it together.
+
+pub mod accounts;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod state;
+pub mod storage;
+pub mod uia;

@@ -1,0 +1,101 @@
+//! The `teatime` command: serve the homeserver, print its OpenAPI document.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use homeserver::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "teatime", version, about = "TeaTime, a Matrix homeserver")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the homeserver (the default).
+    Serve {
+        /// A TOML configuration file; `TEATIME_*` variables override it.
+        #[arg(long, env = "TEATIME_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the OpenAPI document of the client API.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve { config: None }) {
+        Command::Openapi => {
+            println!("{}", homeserver::api::document());
+            ExitCode::SUCCESS
+        }
+        Command::Serve { config } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("teatime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(config.log_format);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("teatime: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "teatime stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(config: Config) -> homeserver::error::Result<()> {
+    let server_name = config.server_name.clone();
+    let server = homeserver::server::start(config).await?;
+    tracing::info!(%server_name, addr = %server.addr, "TeaTime is serving the client API");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

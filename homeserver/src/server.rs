@@ -1,0 +1,123 @@
+//! Assembles the HTTP application and runs it until shutdown.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use poem::{
+    EndpointExt, IntoResponse, Response, Route, Server, get, handler,
+    http::StatusCode,
+    listener::{Acceptor, Listener, TcpListener},
+    middleware::CatchPanic,
+    web::{Data, Json},
+};
+use serde_json::json;
+use tokio::{sync::oneshot, task::JoinHandle};
+
+use crate::{
+    api,
+    config::Config,
+    error::{Error, Result},
+    http,
+    state::AppState,
+};
+
+/// How long in-flight requests may take to finish after shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The whole client-facing HTTP application.
+pub fn endpoint(state: Arc<AppState>) -> impl poem::Endpoint<Output = Response> {
+    let api = api::service();
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let max_body = state.config.max_json_body_bytes;
+    let metrics = state.metrics.clone();
+    Route::new()
+        .at("/healthz", get(healthz))
+        .at("/metrics", get(metrics_text))
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", api)
+        .around(http::json_bodies(max_body))
+        .around(http::query_access_token)
+        .around(http::matrix_errors)
+        .with(CatchPanic::new().with_handler(http::panic_response))
+        .around(http::record_metrics(metrics))
+        .around(http::cors)
+        .data(state)
+        .map_to_response()
+}
+
+#[handler]
+async fn healthz(state: Data<&Arc<AppState>>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "database unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[handler]
+async fn metrics_text(state: Data<&Arc<AppState>>) -> Response {
+    state
+        .metrics
+        .render()
+        .with_content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .into_response()
+}
+
+/// A server that is accepting connections.
+pub struct RunningServer {
+    /// Where the client API listens (the real port when configured with port 0).
+    pub addr: SocketAddr,
+    /// The shared state, for callers that need the store or services.
+    pub state: Arc<AppState>,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+/// Opens storage, binds the client listener and starts serving.
+pub async fn start(config: Config) -> Result<RunningServer> {
+    let state = AppState::open(config).await?;
+    let listen = state.config.listen;
+    let acceptor = TcpListener::bind(listen)
+        .into_acceptor()
+        .await
+        .map_err(|e| Error::Internal(format!("cannot listen on {listen}: {e}")))?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .unwrap_or(listen);
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let app = endpoint(state.clone());
+    let task = tokio::spawn(async move {
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(app, async { drop(stopped.await) }, Some(DRAIN_TIMEOUT))
+            .await
+    });
+    Ok(RunningServer {
+        addr,
+        state,
+        shutdown,
+        task,
+    })
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish, closes the database.
+    pub async fn stop(self) -> Result<()> {
+        // The server task may already have ended; then there is nobody to tell.
+        let _ = self.shutdown.send(());
+        let served = self
+            .task
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.state.store.close().await;
+        served.map_err(|e| Error::Internal(format!("server stopped with an error: {e}")))
+    }
+}

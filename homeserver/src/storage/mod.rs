@@ -1,0 +1,143 @@
+//! Persistence behind one interface for SQLite and PostgreSQL.
+//!
+//! Both run through sqlx's `Any` driver with the same query text: `$N`
+//! placeholders work in both, and columns stick to TEXT and 64-bit integers.
+//! Dialect differences live in the migrations under `migrations/<backend>/`.
+
+mod devices;
+mod uia;
+mod users;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    AnyPool, Executor, SqlSafeStr,
+    any::{AnyConnectOptions, AnyPoolOptions},
+    migrate::{Migration, MigrationType, Migrator},
+};
+
+pub use devices::{DeviceRow, NewDevice, RefreshOutcome};
+pub use users::UserRow;
+
+use crate::error::Result;
+
+/// Which database server a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A pool of database connections with the queries the homeserver needs.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Migrations compiled into the binary, one list per backend: `(version, name, sql)`.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "accounts",
+    include_str!("../../../migrations/sqlite/0001_accounts.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "accounts",
+    include_str!("../../../migrations/postgres/0001_accounts.sql"),
+)];
+
+impl Store {
+    /// Connects to `url` (`sqlite:` or `postgres://`) and applies pending migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; FULL syncs every
+                        // commit so an acknowledged write survives even a power cut;
+                        // writers queue for the lock instead of failing at once.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let sources = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let migrations = sources
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    (*name).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        // The migrator takes a database lock (an advisory lock on PostgreSQL), so
+        // several instances starting at once apply each migration exactly once.
+        Migrator::with_migrations(migrations)
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Which database this store uses.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Succeeds when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Starts a transaction that will write. SQLite takes the write lock up
+    /// front: upgrading a read transaction later fails at once when another
+    /// writer got there first, instead of waiting for `busy_timeout`.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+
+    /// Closes every connection (for shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
