@@ -175,13 +175,26 @@ impl Config {
         })
     }
 
-    /// The client base URL in effect.
+    /// The client base URL in effect: the configured one, else the listener's
+    /// address (the server name's host when it listens on all addresses).
     pub fn public_baseurl(&self) -> String {
-        let url = self
-            .public_baseurl
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen));
+        let url = self.public_baseurl.clone().unwrap_or_else(|| {
+            if self.listen.ip().is_unspecified() {
+                format!("http://{}:{}", self.server_host(), self.listen.port())
+            } else {
+                format!("http://{}", self.listen)
+            }
+        });
         url.trim_end_matches('/').to_owned()
+    }
+
+    /// The host part of the server name, without any port (`[::1]` stays bracketed).
+    pub fn server_host(&self) -> &str {
+        let name = self.server_name.as_str();
+        match name.find(']') {
+            Some(end) if name.starts_with('[') => &name[..=end],
+            _ => name.split(':').next().unwrap_or(name),
+        }
     }
 }
 
@@ -243,6 +256,20 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn base_url_and_host_are_derived_from_listener_and_server_name() {
+        let mut config = Config::default();
+        assert_eq!(config.public_baseurl(), "http://127.0.0.1:8008");
+        config.listen = "0.0.0.0:9000".parse().unwrap();
+        config.server_name = "chat.example.org:8448".into();
+        assert_eq!(config.server_host(), "chat.example.org");
+        assert_eq!(config.public_baseurl(), "http://chat.example.org:9000");
+        config.server_name = "[::1]:8448".into();
+        assert_eq!(config.server_host(), "[::1]");
+        config.public_baseurl = Some("https://matrix.example.org/".into());
+        assert_eq!(config.public_baseurl(), "https://matrix.example.org");
     }
 
     #[test]

@@ -30,11 +30,17 @@ impl Accounts {
         name: Option<&str>,
     ) -> Result<()> {
         check_display_name(name)?;
-        if self
-            .store
-            .set_device_display_name(authed.user_id.as_str(), device_id, name)
-            .await?
-        {
+        let user_id = authed.user_id.as_str();
+        let found = match name {
+            // Spec: "If not given, the display name is unchanged."
+            None => self.store.device(user_id, device_id).await?.is_some(),
+            Some(_) => {
+                self.store
+                    .set_device_display_name(user_id, device_id, name)
+                    .await?
+            }
+        };
+        if found {
             Ok(())
         } else {
             Err(Error::NotFound("unknown device".into()))

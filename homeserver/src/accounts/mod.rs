@@ -198,6 +198,11 @@ impl Accounts {
             user.as_ref().and_then(|u| u.password_hash.clone()),
         )
         .await?;
+        // Deactivation wipes the password, so no password can prove this
+        // account; say what happened to it, as other homeservers do.
+        if user.as_ref().is_some_and(|u| u.deactivated) {
+            return Err(Error::UserDeactivated);
+        }
         let Some(user) = user.filter(|_| valid) else {
             self.login_failures_by_user.charge(&user_id);
             if let Some(ip) = ip {
@@ -205,9 +210,6 @@ impl Accounts {
             }
             return Err(Error::Forbidden("Invalid username or password".into()));
         };
-        if user.deactivated {
-            return Err(Error::UserDeactivated);
-        }
         let login =
             self.sessions
                 .prepare_login(&user.user_id, request.device_id, request.refresh_token)?;

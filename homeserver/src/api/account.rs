@@ -21,17 +21,21 @@ use crate::{
 #[derive(Object)]
 pub(super) struct AuthData {
     /// The stage being completed, e.g. `m.login.password`.
-    #[oai(rename = "type")]
+    #[oai(rename = "type", deserialize_with = "crate::api::strings_only")]
     kind: Option<String>,
     /// The UIA session from the 401 response.
+    #[oai(deserialize_with = "crate::api::strings_only")]
     session: Option<String>,
     /// For `m.login.password`.
     identifier: Option<UserIdentifier>,
     /// Deprecated form of `identifier`.
+    #[oai(deserialize_with = "crate::api::strings_only")]
     user: Option<String>,
     /// For `m.login.password`.
+    #[oai(deserialize_with = "crate::api::strings_only")]
     password: Option<String>,
     /// For `m.login.registration_token`.
+    #[oai(deserialize_with = "crate::api::strings_only")]
     token: Option<String>,
 }
 
@@ -60,9 +64,13 @@ pub(super) fn submission(auth: Option<AuthData>) -> Result<Option<AuthSubmission
 struct RegisterRequest {
     auth: Option<AuthData>,
     /// The localpart of the new user id; generated when absent.
+    #[oai(deserialize_with = "crate::api::strings_only")]
     username: Option<String>,
+    #[oai(deserialize_with = "crate::api::strings_only")]
     password: Option<String>,
+    #[oai(deserialize_with = "crate::api::strings_only")]
     device_id: Option<String>,
+    #[oai(deserialize_with = "crate::api::strings_only")]
     initial_device_display_name: Option<String>,
     /// Create the account without logging it in.
     inhibit_login: Option<bool>,
@@ -91,6 +99,7 @@ struct TokenValidity {
 
 #[derive(Object)]
 struct PasswordRequest {
+    #[oai(deserialize_with = "crate::api::strings_only")]
     new_password: String,
     /// Log out every other device (default true).
     logout_devices: Option<bool>,
@@ -106,7 +115,7 @@ struct DeactivateRequest {
 
 #[derive(Object)]
 struct DeactivateResponse {
-    /// Always `no-support`: this server binds no third-party ids.
+    /// Always `success`: this server binds no third-party ids, so none need unbinding.
     id_server_unbind_result: String,
 }
 
@@ -199,16 +208,18 @@ impl AccountApi {
         token: Query<String>,
     ) -> Result<Json<TokenValidity>> {
         let config = &state.config;
-        if config.registration != RegistrationMode::Token {
+        if config.registration == RegistrationMode::Closed {
             return Err(Error::Forbidden(
-                "registration tokens are not in use on this server".into(),
+                "registration is disabled on this server".into(),
             ));
         }
         if !is_token_shaped(&token.0) {
             return Err(Error::InvalidParam("malformed registration token".into()));
         }
+        // An open server takes no tokens: none is valid there.
         Ok(Json(TokenValidity {
-            valid: config.registration_token.as_deref() == Some(token.0.as_str()),
+            valid: config.registration == RegistrationMode::Token
+                && config.registration_token.as_deref() == Some(token.0.as_str()),
         }))
     }
 
@@ -254,7 +265,7 @@ impl AccountApi {
         };
         state.accounts.deactivate(&auth.0, erase, uia).await?;
         Ok(Json(DeactivateResponse {
-            id_server_unbind_result: "no-support".into(),
+            id_server_unbind_result: "success".into(),
         }))
     }
 }

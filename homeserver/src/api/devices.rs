@@ -39,6 +39,7 @@ struct DeviceList {
 
 #[derive(Object)]
 struct RenameDevice {
+    #[oai(deserialize_with = "crate::api::strings_only")]
     display_name: Option<String>,
 }
 
@@ -49,6 +50,7 @@ struct DeleteDevice {
 
 #[derive(Object)]
 struct DeleteDevices {
+    #[oai(deserialize_with = "crate::api::strings_only")]
     devices: Vec<String>,
     auth: Option<AuthData>,
 }

@@ -108,13 +108,12 @@ impl DiscoveryApi {
     )]
     async fn well_known_server(&self, state: Data<&Arc<AppState>>) -> Json<ServerWellKnown> {
         let config = &state.config;
-        let host = config
-            .server_name
-            .split(':')
-            .next()
-            .unwrap_or(&config.server_name);
         Json(ServerWellKnown {
-            server: format!("{host}:{}", config.federation_listen.port()),
+            server: format!(
+                "{}:{}",
+                config.server_host(),
+                config.federation_listen.port()
+            ),
         })
     }
 

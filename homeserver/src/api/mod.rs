@@ -9,7 +9,11 @@ mod security;
 mod session;
 
 use poem::Request;
-use poem_openapi::{OpenApiService, Tags};
+use poem_openapi::{
+    OpenApiService, Tags,
+    types::{ParseError, ParseFromJSON, ParseResult},
+};
+use serde_json::Value;
 
 pub use security::AccessToken;
 
@@ -65,4 +69,18 @@ fn client_ip(req: &Request) -> Option<String> {
     req.remote_addr()
         .as_socket_addr()
         .map(|addr| addr.ip().to_string())
+}
+
+/// Parses a request field of string type (`String`, `Option<String>`,
+/// `Vec<String>`) without poem-openapi's coercion of JSON numbers and booleans
+/// to strings: `"password": 5` is malformed (`M_BAD_JSON`), not `"5"`.
+pub(crate) fn strings_only<T: ParseFromJSON>(value: Option<Value>) -> ParseResult<T> {
+    let is_scalar = |v: &Value| matches!(v, Value::Number(_) | Value::Bool(_));
+    match &value {
+        Some(Value::Array(items)) if items.iter().any(is_scalar) => {
+            Err(ParseError::custom("expected an array of strings"))
+        }
+        Some(v) if is_scalar(v) => Err(ParseError::expected_type(v.clone())),
+        _ => T::parse_from_json(value),
+    }
 }

@@ -20,11 +20,13 @@ struct ProfileBody {
 
 #[derive(Object)]
 struct Displayname {
+    #[oai(deserialize_with = "crate::api::strings_only")]
     displayname: Option<String>,
 }
 
 #[derive(Object)]
 struct AvatarUrl {
+    #[oai(deserialize_with = "crate::api::strings_only")]
     avatar_url: Option<String>,
 }
 
@@ -70,8 +72,12 @@ impl ProfileApi {
         user_id: Path<String>,
     ) -> Result<Json<Displayname>> {
         let profile = state.accounts.profile(parse_user_id(&user_id.0)?).await?;
+        // v1.19: a profile field that is not set is a 404, not a null value.
+        let displayname = profile
+            .displayname
+            .ok_or_else(|| Error::NotFound("this user has no display name".into()))?;
         Ok(Json(Displayname {
-            displayname: profile.displayname,
+            displayname: Some(displayname),
         }))
     }
 
@@ -109,8 +115,11 @@ impl ProfileApi {
         user_id: Path<String>,
     ) -> Result<Json<AvatarUrl>> {
         let profile = state.accounts.profile(parse_user_id(&user_id.0)?).await?;
+        let avatar_url = profile
+            .avatar_url
+            .ok_or_else(|| Error::NotFound("this user has no avatar".into()))?;
         Ok(Json(AvatarUrl {
-            avatar_url: profile.avatar_url,
+            avatar_url: Some(avatar_url),
         }))
     }
 

@@ -28,9 +28,10 @@ struct LoginFlows {
 #[derive(Object)]
 pub(super) struct UserIdentifier {
     /// `m.id.user`; other identifier types are not supported.
-    #[oai(rename = "type")]
+    #[oai(rename = "type", deserialize_with = "crate::api::strings_only")]
     pub kind: String,
     /// A user id or its localpart.
+    #[oai(deserialize_with = "crate::api::strings_only")]
     pub user: Option<String>,
 }
 
@@ -52,14 +53,18 @@ impl UserIdentifier {
 #[derive(Object)]
 struct LoginRequest {
     /// `m.login.password`.
-    #[oai(rename = "type")]
+    #[oai(rename = "type", deserialize_with = "crate::api::strings_only")]
     kind: String,
     identifier: Option<UserIdentifier>,
     /// Deprecated: the user id or localpart, when `identifier` is absent.
+    #[oai(deserialize_with = "crate::api::strings_only")]
     user: Option<String>,
+    #[oai(deserialize_with = "crate::api::strings_only")]
     password: Option<String>,
     /// Log in as this existing device, or create it.
+    #[oai(deserialize_with = "crate::api::strings_only")]
     device_id: Option<String>,
+    #[oai(deserialize_with = "crate::api::strings_only")]
     initial_device_display_name: Option<String>,
     /// Ask for a refresh token and a short-lived access token.
     refresh_token: Option<bool>,
@@ -78,6 +83,7 @@ struct LoginResponse {
 
 #[derive(Object)]
 struct RefreshRequest {
+    #[oai(deserialize_with = "crate::api::strings_only")]
     refresh_token: String,
 }
 
