@@ -41,7 +41,7 @@ fn postgres_admin_url() -> String {
 }
 
 /// Creates an empty database and returns its URL and name.
-async fn create_postgres_database() -> (String, String) {
+pub async fn create_postgres_database() -> (String, String) {
     sqlx::any::install_default_drivers();
     let admin_url = postgres_admin_url();
     let mut admin = sqlx::AnyConnection::connect(&admin_url)
@@ -64,7 +64,7 @@ async fn create_postgres_database() -> (String, String) {
     (format!("{base}/{name}"), name)
 }
 
-async fn drop_postgres_database(name: &str) {
+pub async fn drop_postgres_database(name: &str) {
     if let Ok(mut admin) = sqlx::AnyConnection::connect(&postgres_admin_url()).await {
         let _ = admin
             .execute(sqlx::AssertSqlSafe(format!(

@@ -1,0 +1,245 @@
+//! The `teatime` binary itself: zero-configuration start, configuration
+//! errors, the committed OpenAPI document, graceful stop, and durability of
+//! acknowledged writes across `kill -9`.
+
+mod common;
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{PASSWORD, create_postgres_database, drop_postgres_database};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_teatime");
+
+/// `teatime` with no `TEATIME_*` variables inherited from the environment.
+fn teatime(dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TEATIME_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A `teatime serve` child process, killed when dropped.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve(dir: &Path, envs: &[(&str, &str)]) -> Served {
+    let port = free_port();
+    let child = teatime(dir)
+        .arg("serve")
+        .env("TEATIME_LISTEN", format!("127.0.0.1:{port}"))
+        .envs(envs.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("teatime starts");
+    let served = Served {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = reqwest::get(format!("{}/healthz", served.base)).await
+            && response.status() == StatusCode::OK
+        {
+            return served;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "teatime did not become healthy within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post(base: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn register(base: &str, username: &str) -> (StatusCode, Value) {
+    post(
+        base,
+        "/_matrix/client/v3/register",
+        json!({ "username": username, "password": PASSWORD, "auth": { "type": "m.login.dummy" } }),
+    )
+    .await
+}
+
+async fn login(base: &str, username: &str) -> StatusCode {
+    post(
+        base,
+        "/_matrix/client/v3/login",
+        json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": username }, "password": PASSWORD }),
+    )
+    .await
+    .0
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("teatime runs")
+}
+
+#[tokio::test]
+async fn starts_with_no_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only the port is chosen, so parallel tests do not collide on 8008.
+    let served = serve(dir.path(), &[]).await;
+    let (status, body) = register(&served.base, "alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["user_id"], "@alice:localhost",
+        "server name defaults to localhost"
+    );
+    assert!(
+        dir.path().join("data/teatime.db").exists(),
+        "SQLite database in ./data"
+    );
+    assert!(
+        dir.path().join("data/token_secret").exists(),
+        "token secret kept in ./data"
+    );
+}
+
+#[test]
+fn invalid_configuration_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "server_name = \"example.org\"\nlisen = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let output = run(teatime(dir.path()).args(["serve", "--config", "bad.toml"]));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("lisen"),
+        "stderr names the unknown key: {stderr}"
+    );
+
+    let output = run(teatime(dir.path())
+        .arg("serve")
+        .env("TEATIME_REGISTRATION", "sometimes"));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
+    assert!(
+        stderr.contains("registration"),
+        "stderr names the bad variable: {stderr}"
+    );
+
+    let output = run(teatime(dir.path()).args(["serve", "--config", "missing.toml"]));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a missing config file is an error"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created when the configuration is refused"
+    );
+}
+
+#[test]
+fn committed_openapi_document_is_current() {
+    let output = run(Command::new(BIN).arg("openapi"));
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).expect("utf-8");
+    let committed_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi/teatime.json");
+    let committed = std::fs::read_to_string(&committed_path).unwrap_or_default();
+    assert!(
+        printed == committed,
+        "openapi/teatime.json is stale: run `make openapi` and commit the result"
+    );
+    let document: Value = serde_json::from_str(&printed).expect("the document is JSON");
+    assert!(document["paths"]["/_matrix/client/v3/register"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn sigterm_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve(dir.path(), &[]).await;
+    let pid = served.child.id().to_string();
+    assert!(
+        run(Command::new("kill").args(["-TERM", &pid]))
+            .status
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "teatime did not stop within 15 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "graceful stop exits 0, got {status}");
+}
+
+/// Registers a user, kills the process without warning right after the
+/// acknowledgement, and checks the account exists after a restart.
+async fn acknowledged_registration_survives_kill_9(envs: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve(dir.path(), envs).await;
+    for n in 0..5 {
+        let (status, body) = register(&served.base, &format!("user{n}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    served.child.kill().expect("SIGKILL");
+    served.child.wait().unwrap();
+    let restarted = serve(dir.path(), envs).await;
+    for n in 0..5 {
+        assert_eq!(
+            login(&restarted.base, &format!("user{n}")).await,
+            StatusCode::OK,
+            "user{n} survived"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_keeps_acknowledged_writes_across_kill_9() {
+    acknowledged_registration_survives_kill_9(&[]).await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_acknowledged_writes_across_kill_9() {
+    let (url, name) = create_postgres_database().await;
+    acknowledged_registration_survives_kill_9(&[("TEATIME_DATABASE_URL", &url)]).await;
+    drop_postgres_database(&name).await;
+}
