@@ -1,0 +1,38 @@
+# TeaTime: `make run` starts a homeserver with no configuration;
+# `make test` installs what the tests need and runs all of them.
+
+# Build output lives outside the checkout so repeated runs and fresh clones
+# share compiled dependencies.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/teatime-target
+export CARGO_TARGET_DIR
+
+TEATIME_DEBUG_BIN := $(CARGO_TARGET_DIR)/debug/teatime
+
+.PHONY: run test test-deps lint test-rust test-interop openapi bench
+
+run:
+	cargo run --release -p homeserver --bin teatime -- serve
+
+test: test-deps lint test-rust test-interop
+
+test-deps:
+	scripts/install-test-deps.sh
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test-rust:
+	cargo nextest run --workspace --no-fail-fast
+
+test-interop:
+	cargo build -p homeserver --bin teatime
+	cd interop/matrix-js-sdk && TEATIME_BIN=$(TEATIME_DEBUG_BIN) npm test
+
+# Regenerates the committed OpenAPI document (a test fails while it is stale).
+openapi:
+	cargo run -q -p homeserver --bin teatime -- openapi > openapi/teatime.json
+
+# Requests/s of an authenticated endpoint against an unauthenticated one.
+bench:
+	scripts/bench-auth.sh

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs and starts what the test suite needs, idempotently: cargo-nextest,
+# rustfmt/clippy, PostgreSQL on 127.0.0.1:5432, and the npm packages of the
+# client interoperability tests. Safe to run on every `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=
+apt_install() {
+    if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "installing cargo-nextest"
+    cargo install cargo-nextest --locked
+fi
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        rustup component add "$component"
+    fi
+done
+
+# PostgreSQL: the tests create and drop their own databases on 127.0.0.1:5432.
+if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    echo "installing PostgreSQL"
+    apt_install postgresql
+fi
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    echo "starting PostgreSQL"
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432 >/dev/null || { echo "PostgreSQL is not accepting connections on 127.0.0.1:5432" >&2; exit 1; }
+# Trust auth on loopback for the `postgres` role, as on the dev machines.
+if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'SELECT 1' >/dev/null 2>&1; then
+    echo "PostgreSQL at 127.0.0.1:5432 does not let role postgres in without a password;" >&2
+    echo "set TEATIME_TEST_POSTGRES_URL to an admin URL that can CREATE DATABASE" >&2
+    [ -n "${TEATIME_TEST_POSTGRES_URL:-}" ] || exit 1
+fi
+# Databases left behind by interrupted test runs.
+for db in $(psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'teatime_test_%'" 2>/dev/null); do
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+done
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "installing Node.js"
+    apt_install nodejs npm
+fi
+if [ -f interop/matrix-js-sdk/package-lock.json ]; then
+    npm ci --prefix interop/matrix-js-sdk --no-audit --no-fund --loglevel=error
+fi
