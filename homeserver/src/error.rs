@@ -62,6 +62,17 @@ pub enum Error {
     Unrecognized { status: StatusCode },
     #[error("additional authentication is required")]
     AuthRequired(Box<UiaChallenge>),
+    #[error("room version {0} is not supported by this server")]
+    UnsupportedRoomVersion(String),
+    /// A room alias asked for at room creation is taken (`M_ROOM_IN_USE`).
+    #[error("the room alias is already taken")]
+    RoomInUse,
+    /// The resource exists already (409 `M_UNKNOWN`, e.g. `PUT /directory/room/{alias}`).
+    #[error("{0}")]
+    Conflict(String),
+    /// An account data type the server manages, not the client (405 `M_BAD_JSON`).
+    #[error("{0}")]
+    ServerManagedType(String),
 }
 
 /// A `Result` with the homeserver's error.
@@ -94,6 +105,10 @@ impl Error {
                 Some((code, _)) => (S::UNAUTHORIZED, code),
                 None => (S::UNAUTHORIZED, ""),
             },
+            Error::UnsupportedRoomVersion(_) => (S::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION"),
+            Error::RoomInUse => (S::BAD_REQUEST, "M_ROOM_IN_USE"),
+            Error::Conflict(_) => (S::CONFLICT, "M_UNKNOWN"),
+            Error::ServerManagedType(_) => (S::METHOD_NOT_ALLOWED, "M_BAD_JSON"),
         }
     }
 
@@ -251,6 +266,21 @@ impl ApiResponse for Error {
 
     fn register(registry: &mut Registry) {
         ErrorBody::register(registry);
+    }
+}
+
+impl From<federation::Error> for Error {
+    fn from(err: federation::Error) -> Self {
+        use federation::Error as F;
+        match err {
+            F::Unauthorized(reason) => {
+                Error::Forbidden(format!("not allowed by the room's rules: {reason}"))
+            }
+            F::InvalidEvent(reason) => Error::BadJson(format!("invalid event: {reason}")),
+            F::Json(e) => Error::BadJson(format!("invalid event: {e}")),
+            F::UnsupportedRoomVersion(version) => Error::UnsupportedRoomVersion(version),
+            other @ (F::KeyFile { .. } | F::Verification(_)) => Error::Internal(other.to_string()),
+        }
     }
 }
 

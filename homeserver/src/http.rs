@@ -90,6 +90,29 @@ pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Respon
     Error::Internal("request handler panicked".into()).into_response()
 }
 
+/// `/rooms/{roomId}/state/{eventType}/` names the state with an empty key;
+/// the router sees it without the trailing slash, as `/state/{eventType}`.
+pub async fn empty_state_key<E: Endpoint>(next: E, mut req: Request) -> Result<Response> {
+    let path = req.uri().path();
+    if path.starts_with("/_matrix/client/") && path.ends_with('/') && is_state_type_path(path) {
+        let trimmed = path.trim_end_matches('/');
+        let rebuilt = match req.uri().query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_owned(),
+        };
+        if let Ok(uri) = rebuilt.parse() {
+            *req.uri_mut() = uri;
+        }
+    }
+    Ok(next.call(req).await?.into_response())
+}
+
+/// `.../rooms/{roomId}/state/{eventType}/`: the segment before the type is `state`.
+fn is_state_type_path(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_end_matches('/').rsplit('/').take(3).collect();
+    matches!(segments.as_slice(), [_, "state", _])
+}
+
 /// Moves a deprecated `?access_token=` query parameter into the
 /// `Authorization` header, so one security scheme serves both.
 pub async fn query_access_token<E: Endpoint>(next: E, mut req: Request) -> Result<Response> {
@@ -152,6 +175,19 @@ pub fn json_bodies<E: Endpoint + 'static>(
 #[cfg(test)]
 mod tests {
     use super::form_value;
+
+    #[test]
+    fn recognises_state_paths_with_an_empty_key() {
+        assert!(super::is_state_type_path(
+            "/_matrix/client/v3/rooms/!r:x/state/m.room.name/"
+        ));
+        assert!(!super::is_state_type_path(
+            "/_matrix/client/v3/rooms/!r:x/state/"
+        ));
+        assert!(!super::is_state_type_path(
+            "/_matrix/client/v3/rooms/!r:x/send/m.room.message/"
+        ));
+    }
 
     #[test]
     fn finds_query_values() {

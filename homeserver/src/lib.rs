@@ -4,19 +4,26 @@
 //! - [`server`] assembles the HTTP application and runs it; [`http`] holds the
 //!   plain middleware (CORS, JSON bodies, Matrix errors, metrics).
 //! - [`api`] is the documented Client-Server API: thin poem-openapi handlers.
-//! - [`accounts`] is the service behind them; [`uia`] its user-interactive auth;
+//! - [`rooms`] builds, signs, authorises and stores room events (with the
+//!   `federation` crate) and serves the read paths with history visibility.
+//! - [`accounts`] is the account service; [`uia`] its user-interactive auth;
 //!   [`auth`] hashes passwords, issues and checks tokens, limits failures.
+//! - [`directory`] keeps room aliases and the published room directory;
+//!   [`account_data`] the per-user configuration clients store.
 //! - [`storage`] is the database (SQLite or PostgreSQL) behind one interface.
 //! - [`config`] reads the file and `TEATIME_*` variables; [`error`] is the one
 //!   error type and its mapping to Matrix errors; [`state`] ties it together.
 
+pub mod account_data;
 pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod directory;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod rooms;
 pub mod server;
 pub mod state;
 pub mod storage;

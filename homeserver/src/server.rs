@@ -38,6 +38,7 @@ pub fn endpoint(state: Arc<AppState>) -> impl poem::Endpoint<Output = Response> 
         .nest("/", api)
         .around(http::json_bodies(max_body))
         .around(http::query_access_token)
+        .around(http::empty_state_key)
         .around(http::matrix_errors)
         .with(CatchPanic::new().with_handler(http::panic_response))
         .around(http::record_metrics(metrics))

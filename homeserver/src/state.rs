@@ -2,14 +2,22 @@
 
 use std::{sync::Arc, time::Duration};
 
+use federation::{auth::RumaAuthorizer, keys::SigningKey};
+
 use crate::{
+    account_data::AccountData,
     accounts::Accounts,
     auth::{Sessions, tokens::TokenKeys},
     config::Config,
+    directory::Directory,
     error::{Error, Result},
     metrics::Metrics,
+    rooms::Rooms,
     storage::Store,
 };
+
+/// The server's ed25519 signing key, in the data dir.
+pub const SIGNING_KEY_FILE: &str = "signing.key";
 
 /// Shared by all handlers; passed explicitly, never global.
 pub struct AppState {
@@ -17,6 +25,9 @@ pub struct AppState {
     pub store: Store,
     pub sessions: Arc<Sessions>,
     pub accounts: Accounts,
+    pub directory: Directory,
+    pub account_data: AccountData,
+    pub rooms: Rooms,
     pub metrics: Arc<Metrics>,
 }
 
@@ -35,11 +46,27 @@ impl AppState {
         let lifetime = Duration::from_millis(config.access_token_lifetime_ms);
         let sessions = Arc::new(Sessions::new(store.clone(), keys, lifetime));
         let accounts = Accounts::new(store.clone(), sessions.clone(), config.clone());
+        let directory = Directory::new(store.clone(), &config.server_name)?;
+        let account_data = AccountData::new(store.clone());
+        let signing_key = Arc::new(SigningKey::load_or_generate(
+            &config.data_dir.join(SIGNING_KEY_FILE),
+        )?);
+        let server_name = ruma::ServerName::parse(&config.server_name)
+            .map_err(|e| Error::Internal(format!("server name: {e}")))?;
+        let rooms = Rooms::new(
+            store.clone(),
+            signing_key,
+            server_name,
+            Box::new(RumaAuthorizer),
+        );
         Ok(Arc::new(Self {
             config,
             store,
             sessions,
             accounts,
+            directory,
+            account_data,
+            rooms,
             metrics: Arc::new(Metrics::default()),
         }))
     }

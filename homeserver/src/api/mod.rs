@@ -2,9 +2,13 @@
 //! each, thin handlers that parse, call a service and return its result.
 
 mod account;
+mod account_data;
 mod devices;
+mod directory;
 mod discovery;
 mod profile;
+mod room_events;
+mod rooms;
 mod security;
 mod session;
 
@@ -29,6 +33,12 @@ enum Tag {
     Devices,
     /// User profiles.
     Profile,
+    /// Room aliases and the published room directory.
+    RoomDirectory,
+    /// Account data: the user's own configuration, global or per room.
+    UserData,
+    /// Rooms: creation, membership, events, state and history.
+    Rooms,
 }
 
 /// All endpoint groups of the client API.
@@ -38,6 +48,10 @@ pub type ClientApi = (
     account::AccountApi,
     devices::DevicesApi,
     profile::ProfileApi,
+    directory::DirectoryApi,
+    account_data::AccountDataApi,
+    rooms::RoomsApi,
+    room_events::RoomEventsApi,
 );
 
 /// The OpenAPI service for the client API.
@@ -49,6 +63,10 @@ pub fn service() -> OpenApiService<ClientApi, ()> {
             account::AccountApi,
             devices::DevicesApi,
             profile::ProfileApi,
+            directory::DirectoryApi,
+            account_data::AccountDataApi,
+            rooms::RoomsApi,
+            room_events::RoomEventsApi,
         ),
         "TeaTime Client-Server API",
         env!("CARGO_PKG_VERSION"),

@@ -4,7 +4,10 @@
 //! placeholders work in both, and columns stick to TEXT and 64-bit integers.
 //! Dialect differences live in the migrations under `migrations/<backend>/`.
 
+mod account_data;
 mod devices;
+mod directory;
+mod events;
 mod uia;
 mod users;
 
@@ -16,7 +19,10 @@ use sqlx::{
     migrate::{Migration, MigrationType, Migrator},
 };
 
+pub use account_data::{AccountDataRow, GLOBAL_ACCOUNT_DATA};
 pub use devices::{DeviceRow, NewDevice, RefreshOutcome};
+pub use directory::{AliasRow, DirectoryRoom, PublishedRoom};
+pub use events::{EventRange, NewEvent, NewRoom, RoomRow, StoredEvent};
 pub use users::UserRow;
 
 use crate::error::Result;
@@ -36,16 +42,40 @@ pub struct Store {
 }
 
 /// Migrations compiled into the binary, one list per backend: `(version, name, sql)`.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "accounts",
-    include_str!("../../../migrations/sqlite/0001_accounts.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "accounts",
-    include_str!("../../../migrations/postgres/0001_accounts.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "accounts",
+        include_str!("../../../migrations/sqlite/0001_accounts.sql"),
+    ),
+    (
+        2,
+        "rooms",
+        include_str!("../../../migrations/sqlite/0002_rooms.sql"),
+    ),
+    (
+        3,
+        "directory",
+        include_str!("../../../migrations/sqlite/0003_directory.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "accounts",
+        include_str!("../../../migrations/postgres/0001_accounts.sql"),
+    ),
+    (
+        2,
+        "rooms",
+        include_str!("../../../migrations/postgres/0002_rooms.sql"),
+    ),
+    (
+        3,
+        "directory",
+        include_str!("../../../migrations/postgres/0003_directory.sql"),
+    ),
+];
 
 impl Store {
     /// Connects to `url` (`sqlite:` or `postgres://`) and applies pending migrations.

@@ -164,6 +164,11 @@ impl TestServer {
         }
     }
 
+    /// The server's configuration (data dir, database URL, ...).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Stops and starts the server again on the same data (a new port).
     pub async fn restart(&mut self) {
         if let Some(server) = self.server.take() {
@@ -259,6 +264,88 @@ impl TestServer {
     pub async fn whoami(&self, token: &str) -> (StatusCode, Value) {
         self.get("/_matrix/client/v3/account/whoami", Some(token))
             .await
+    }
+}
+
+/// URL-encodes a path segment (room ids contain `!` and `:`; event ids `$`).
+pub fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl TestServer {
+    /// Creates a room; panics unless it succeeds.
+    pub async fn create_room(&self, token: &str, body: Value) -> String {
+        let (status, body) = self
+            .post("/_matrix/client/v3/createRoom", Some(token), body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "createRoom failed: {body}");
+        body["room_id"].as_str().expect("room_id").to_owned()
+    }
+
+    /// `PUT /send` of an `m.room.message` with a fresh transaction id.
+    pub async fn send_text(&self, token: &str, room_id: &str, text: &str) -> (StatusCode, Value) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static TXN: AtomicU64 = AtomicU64::new(0);
+        let txn = TXN.fetch_add(1, Ordering::Relaxed);
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/t{txn}",
+            encode(room_id)
+        );
+        self.put(
+            &path,
+            Some(token),
+            json!({ "msgtype": "m.text", "body": text }),
+        )
+        .await
+    }
+
+    /// Sends a text message; panics unless it succeeds; returns the event id.
+    pub async fn say(&self, token: &str, room_id: &str, text: &str) -> String {
+        let (status, body) = self.send_text(token, room_id, text).await;
+        assert_eq!(status, StatusCode::OK, "send failed: {body}");
+        body["event_id"].as_str().expect("event_id").to_owned()
+    }
+
+    /// A room path: `/_matrix/client/v3/rooms/{room}/{rest}`.
+    pub fn room_path(room_id: &str, rest: &str) -> String {
+        format!("/_matrix/client/v3/rooms/{}/{rest}", encode(room_id))
+    }
+
+    /// Joins a room by id; panics unless it succeeds.
+    pub async fn join(&self, token: &str, room_id: &str) {
+        let (status, body) = self
+            .post(&Self::room_path(room_id, "join"), Some(token), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "join failed: {body}");
+    }
+
+    /// Every event of the room the user can page through backwards, oldest first.
+    pub async fn all_messages(&self, token: &str, room_id: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut from: Option<String> = None;
+        loop {
+            let mut path = Self::room_path(room_id, "messages?dir=b&limit=100");
+            if let Some(from) = &from {
+                path.push_str(&format!("&from={from}"));
+            }
+            let (status, page) = self.get(&path, Some(token)).await;
+            assert_eq!(status, StatusCode::OK, "messages failed: {page}");
+            events.extend(page["chunk"].as_array().expect("chunk").iter().cloned());
+            match page["end"].as_str() {
+                Some(end) => from = Some(end.to_owned()),
+                None => break,
+            }
+        }
+        events.reverse();
+        events
     }
 }
 

@@ -1,0 +1,69 @@
+//! Group commit: one task writes the events of every room, taking whatever
+//! has queued up since its last commit into one transaction, so concurrent
+//! senders share one fsync. Nobody is answered before their event is durable.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    error::{Error, Result},
+    storage::{NewEvent, Store},
+};
+
+/// Events written in one transaction at most.
+const MAX_BATCH: usize = 512;
+/// Events waiting for the writer at most; senders wait for room beyond that.
+const QUEUE: usize = 4096;
+
+/// What became of a submitted event: its stream position, or `None` when it
+/// no longer extends its room's head (it was built on an event that failed).
+pub type Committed = Result<Option<i64>>;
+
+type Reply = oneshot::Sender<Committed>;
+
+/// The handle senders submit events through.
+#[derive(Clone)]
+pub struct EventWriter {
+    queue: mpsc::Sender<(NewEvent, Reply)>,
+}
+
+impl EventWriter {
+    /// Starts the writer task over `store`.
+    pub fn spawn(store: Store) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(write_loop(store, receiver));
+        Self { queue }
+    }
+
+    /// Queues `event`; the returned receiver answers once it is committed
+    /// (with its stream position) or failed. Queue order is commit order.
+    pub async fn submit(&self, event: NewEvent) -> Result<oneshot::Receiver<Committed>> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((event, reply))
+            .await
+            .map_err(|_| Error::Internal("the event writer has stopped".into()))?;
+        Ok(answer)
+    }
+}
+
+async fn write_loop(store: Store, mut receiver: mpsc::Receiver<(NewEvent, Reply)>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
+        match store.append_events(&events).await {
+            Ok(orderings) => {
+                for (reply, ordering) in replies.into_iter().zip(orderings) {
+                    // A sender that went away no longer needs its answer.
+                    let _ = reply.send(Ok(ordering));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = events.len(), "committing events failed");
+                for reply in replies {
+                    let _ =
+                        reply.send(Err(Error::Internal("the event could not be stored".into())));
+                }
+            }
+        }
+    }
+}
