@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR
 
 TEATIME_DEBUG_BIN := $(CARGO_TARGET_DIR)/debug/teatime
 
-.PHONY: run test test-deps lint test-rust test-interop openapi bench
+.PHONY: run test test-deps lint test-rust test-interop openapi bench bench-rooms
 
 run:
 	cargo run --release -p homeserver --bin teatime -- serve
@@ -36,3 +36,7 @@ openapi:
 # Requests/s of an authenticated endpoint against an unauthenticated one.
 bench:
 	scripts/bench-auth.sh
+
+# Sends/s and latency of room sends and /messages on SQLite and PostgreSQL.
+bench-rooms: scripts/bench-rooms.sh
+	scripts/bench-rooms.sh

@@ -1,0 +1,453 @@
+//! `teatime-loadgen`: drives a running TeaTime server with room traffic and
+//! prints one line of results per scenario. It starts nothing itself.
+//!
+//! Scenarios (all of them by default, in this order):
+//! - `sequential`: one client, one room, `--sends` sends one after another;
+//! - `concurrent-rooms`: `--clients` clients, each in its own room, sharing
+//!   `--sends` between them, one request at a time per client;
+//! - `concurrent-room`: the same with all clients joined to one shared room;
+//! - `messages`: `--message-requests` × `GET /messages?dir=b&limit=100` on the
+//!   room written last (a room is filled first when run alone).
+//!
+//! Every send must answer 200 with an `event_id`. After each send scenario the
+//! timelines are paged backwards through `/messages` and every acknowledged
+//! event id must appear exactly once. Any error makes the exit status 1.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::{Parser, ValueEnum};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "teatime-loadgen",
+    about = "Room load against a running TeaTime server"
+)]
+struct Args {
+    /// Base URL of the running server, e.g. http://127.0.0.1:8008.
+    #[arg(long)]
+    base: String,
+    /// Scenarios to run, in order (default: all four).
+    #[arg(value_enum)]
+    scenarios: Vec<Scenario>,
+    /// Sends per scenario (split evenly between the clients when concurrent).
+    #[arg(long, default_value_t = 2000)]
+    sends: usize,
+    /// Clients in the concurrent scenarios.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Requests in the `messages` scenario.
+    #[arg(long, default_value_t = 200)]
+    message_requests: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Sequential,
+    ConcurrentRooms,
+    ConcurrentRoom,
+    Messages,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let mut args = Args::parse();
+    ensure!(args.clients > 0, "--clients must be at least 1");
+    if args.scenarios.is_empty() {
+        args.scenarios = Scenario::value_variants().to_vec();
+    }
+    let run = Run {
+        base: args.base.trim_end_matches('/').to_owned(),
+        prefix: format!(
+            "loadgen{}",
+            SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis()
+        ),
+    };
+    // The room written last, for `messages`.
+    let mut last_room: Option<(User, String)> = None;
+    let mut failed = false;
+    for scenario in &args.scenarios {
+        let outcome = match scenario {
+            Scenario::Sequential => {
+                let clients = run.clients("seq", 1, false).await?;
+                run.sends("sequential", clients, args.sends, &mut last_room)
+                    .await?
+            }
+            Scenario::ConcurrentRooms => {
+                let clients = run.clients("rooms", args.clients, false).await?;
+                run.sends("concurrent-rooms", clients, args.sends, &mut last_room)
+                    .await?
+            }
+            Scenario::ConcurrentRoom => {
+                let clients = run.clients("room", args.clients, true).await?;
+                run.sends("concurrent-room", clients, args.sends, &mut last_room)
+                    .await?
+            }
+            Scenario::Messages => {
+                if last_room.is_none() {
+                    let clients = run.clients("msgs", 1, false).await?;
+                    let filled = run
+                        .sends("fill", clients, args.sends, &mut last_room)
+                        .await?;
+                    failed |= !filled.errors.is_empty();
+                    filled.print();
+                }
+                let (user, room) = last_room.as_ref().expect("a room was written");
+                messages(user, room, args.message_requests).await
+            }
+        };
+        outcome.print();
+        failed |= !outcome.errors.is_empty();
+    }
+    if failed {
+        bail!("errors occurred (see above)");
+    }
+    Ok(())
+}
+
+/// One registered user with its own connection pool.
+#[derive(Clone)]
+struct User {
+    http: Client,
+    base: String,
+    token: String,
+}
+
+impl User {
+    async fn register(base: &str, username: &str) -> Result<User> {
+        let http = Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let mut user = User {
+            http,
+            base: base.to_owned(),
+            token: String::new(),
+        };
+        let body = json!({
+            "username": username,
+            "password": "loadgen password",
+            "auth": { "type": "m.login.dummy" },
+        });
+        loop {
+            let (status, reply) = user.call(Method::POST, "/register", Some(&body)).await?;
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                // Servers limit registrations per address; raise TEATIME_REGISTRATION_BURST.
+                let wait = reply["retry_after_ms"].as_u64().unwrap_or(1000);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                continue;
+            }
+            ensure!(
+                status == StatusCode::OK,
+                "register {username}: {status} {reply}"
+            );
+            user.token = reply["access_token"]
+                .as_str()
+                .context("no access_token")?
+                .to_owned();
+            return Ok(user);
+        }
+    }
+
+    /// A client API call (`path` after `/_matrix/client/v3`); any status is returned.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut request = self
+            .http
+            .request(method, format!("{}/_matrix/client/v3{path}", self.base));
+        if !self.token.is_empty() {
+            request = request.bearer_auth(&self.token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    /// A call that must answer 200; returns the body.
+    async fn ok(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let (status, reply) = self.call(method, path, body).await?;
+        ensure!(status == StatusCode::OK, "{path}: {status} {reply}");
+        Ok(reply)
+    }
+
+    async fn create_room(&self, preset: &str) -> Result<String> {
+        let body = json!({ "preset": preset, "name": "loadgen" });
+        let reply = self.ok(Method::POST, "/createRoom", Some(&body)).await?;
+        Ok(reply["room_id"].as_str().context("no room_id")?.to_owned())
+    }
+
+    async fn join(&self, room: &str) -> Result<()> {
+        self.ok(
+            Method::POST,
+            &format!("/rooms/{}/join", encode(room)),
+            Some(&json!({})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sends one `m.room.message`; the event id on a 200 with one, an error otherwise.
+    async fn send(&self, room: &str, txn_id: &str) -> Result<String> {
+        let path = format!(
+            "/rooms/{}/send/m.room.message/{}",
+            encode(room),
+            encode(txn_id)
+        );
+        let body = json!({ "msgtype": "m.text", "body": format!("loadgen {txn_id}") });
+        let reply = self.ok(Method::PUT, &path, Some(&body)).await?;
+        Ok(reply["event_id"]
+            .as_str()
+            .context("200 without event_id")?
+            .to_owned())
+    }
+
+    /// One page of `/messages`.
+    async fn messages_page(&self, room: &str, from: Option<&str>, limit: u32) -> Result<Value> {
+        let mut path = format!("/rooms/{}/messages?dir=b&limit={limit}", encode(room));
+        if let Some(from) = from {
+            path += &format!("&from={}", encode(from));
+        }
+        self.ok(Method::GET, &path, None).await
+    }
+
+    /// Every event id of the room's timeline, newest first, paging backwards.
+    async fn timeline(&self, room: &str) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut from: Option<String> = None;
+        loop {
+            let page = self.messages_page(room, from.as_deref(), 1000).await?;
+            let chunk = page["chunk"].as_array().context("no chunk")?;
+            ids.extend(
+                chunk
+                    .iter()
+                    .filter_map(|e| e["event_id"].as_str().map(str::to_owned)),
+            );
+            match page["end"].as_str() {
+                Some(end) if !chunk.is_empty() => from = Some(end.to_owned()),
+                _ => return Ok(ids),
+            }
+        }
+    }
+}
+
+/// Percent-encodes a path segment (room ids contain `!` and `:`).
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+struct Run {
+    base: String,
+    prefix: String,
+}
+
+impl Run {
+    /// Registers `count` users; each gets its own room, or all join the first one's.
+    async fn clients(
+        &self,
+        tag: &str,
+        count: usize,
+        shared_room: bool,
+    ) -> Result<Vec<(User, String)>> {
+        let mut clients = Vec::with_capacity(count);
+        let mut shared: Option<String> = None;
+        for n in 0..count {
+            let user = User::register(&self.base, &format!("{}-{tag}-{n}", self.prefix)).await?;
+            let room = match &shared {
+                Some(room) => {
+                    user.join(room).await?;
+                    room.clone()
+                }
+                None => user.create_room("public_chat").await?,
+            };
+            if shared_room {
+                shared = Some(room.clone());
+            }
+            clients.push((user, room));
+        }
+        Ok(clients)
+    }
+
+    /// Sends `total` messages split between `clients`, each client sending
+    /// one at a time, then checks the acknowledged events through `/messages`.
+    async fn sends(
+        &self,
+        name: &str,
+        clients: Vec<(User, String)>,
+        total: usize,
+        last_room: &mut Option<(User, String)>,
+    ) -> Result<Outcome> {
+        let count = clients.len();
+        let started = Instant::now();
+        let tasks: Vec<_> = clients
+            .iter()
+            .enumerate()
+            .map(|(n, (user, room))| {
+                let share = total / count + usize::from(n < total % count);
+                tokio::spawn(send_loop(user.clone(), room.clone(), share))
+            })
+            .collect();
+        let mut outcome = Outcome::new(name, "sends");
+        let mut acked: HashMap<String, Vec<String>> = HashMap::new();
+        for ((_, room), task) in clients.iter().zip(tasks) {
+            let (latencies, ids, errors) = task.await?;
+            outcome.latencies.extend(latencies);
+            outcome.errors.extend(errors);
+            acked.entry(room.clone()).or_default().extend(ids);
+        }
+        outcome.elapsed = started.elapsed();
+
+        // Every acknowledged event exactly once in its room's timeline.
+        let mut checked = 0;
+        for (user, room) in &clients {
+            let Some(ids) = acked.remove(room) else {
+                continue;
+            };
+            let mut seen: HashMap<String, usize> = HashMap::new();
+            for id in user.timeline(room).await? {
+                *seen.entry(id).or_default() += 1;
+            }
+            for id in ids {
+                match seen.get(&id).copied().unwrap_or(0) {
+                    1 => checked += 1,
+                    0 => outcome.errors.push(format!(
+                        "acknowledged {id} missing from /messages of {room}"
+                    )),
+                    n => outcome
+                        .errors
+                        .push(format!("acknowledged {id} appears {n} times in {room}")),
+                }
+            }
+        }
+        outcome.checked = Some(checked);
+        *last_room = clients.into_iter().next();
+        Ok(outcome)
+    }
+}
+
+/// One client's sends: latencies and event ids of the acknowledged ones, errors.
+async fn send_loop(
+    user: User,
+    room: String,
+    count: usize,
+) -> (Vec<Duration>, Vec<String>, Vec<String>) {
+    let (mut latencies, mut ids, mut errors) =
+        (Vec::with_capacity(count), Vec::with_capacity(count), vec![]);
+    for n in 0..count {
+        let started = Instant::now();
+        match user.send(&room, &format!("txn{n}")).await {
+            Ok(id) => {
+                latencies.push(started.elapsed());
+                ids.push(id);
+            }
+            Err(e) => errors.push(format!("send: {e:#}")),
+        }
+    }
+    (latencies, ids, errors)
+}
+
+/// `requests` × `GET /messages?dir=b&limit=100`, one after another.
+async fn messages(user: &User, room: &str, requests: usize) -> Outcome {
+    let mut outcome = Outcome::new("messages", "requests");
+    let started = Instant::now();
+    for _ in 0..requests {
+        let request = Instant::now();
+        match user.messages_page(room, None, 100).await {
+            Ok(page) if page["chunk"].as_array().is_some_and(|c| !c.is_empty()) => {
+                outcome.latencies.push(request.elapsed())
+            }
+            Ok(page) => outcome
+                .errors
+                .push(format!("messages: empty chunk: {page}")),
+            Err(e) => outcome.errors.push(format!("messages: {e:#}")),
+        }
+    }
+    outcome.elapsed = started.elapsed();
+    outcome
+}
+
+/// The measurements of one scenario.
+struct Outcome {
+    name: String,
+    unit: &'static str,
+    latencies: Vec<Duration>,
+    errors: Vec<String>,
+    elapsed: Duration,
+    checked: Option<usize>,
+}
+
+impl Outcome {
+    fn new(name: &str, unit: &'static str) -> Outcome {
+        Outcome {
+            name: name.to_owned(),
+            unit,
+            latencies: vec![],
+            errors: vec![],
+            elapsed: Duration::ZERO,
+            checked: None,
+        }
+    }
+
+    /// One line of `key=value` results on stdout; the first errors on stderr.
+    fn print(&self) {
+        let mut latencies = self.latencies.clone();
+        latencies.sort();
+        let ok = latencies.len();
+        let rate = ok as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON);
+        let checked = self
+            .checked
+            .map(|n| format!(" checked={n}"))
+            .unwrap_or_default();
+        println!(
+            "{:<16} {}={ok} errors={} secs={:.2} rate={rate:.0}/s p50={:.2}ms p99={:.2}ms{checked}",
+            self.name,
+            self.unit,
+            self.errors.len(),
+            self.elapsed.as_secs_f64(),
+            percentile_ms(&latencies, 50.0),
+            percentile_ms(&latencies, 99.0),
+        );
+        for error in self.errors.iter().take(5) {
+            eprintln!("  {}: {error}", self.name);
+        }
+        if self.errors.len() > 5 {
+            eprintln!(
+                "  {}: … and {} more errors",
+                self.name,
+                self.errors.len() - 5
+            );
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted latencies, in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
+}
