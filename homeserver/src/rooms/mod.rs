@@ -33,7 +33,7 @@ pub use read::{Direction, EventFilter, MessagesPage, Pagination};
 use crate::{
     auth::Authed,
     error::{Error, Result},
-    storage::{NewEvent, Store, StoredEvent},
+    storage::{Appended, NewEvent, Store, StoredEvent},
 };
 
 /// A room change a client asks for, before the server places and signs it.
@@ -276,15 +276,6 @@ impl Rooms {
                 let slot = self.cursor_slot(room_id);
                 let mut guard = slot.lock().await;
                 let user_id = sender.user_id.as_str();
-                // A retried request answers with the event it already made.
-                if let Some(txn_id) = txn_id
-                    && let Some(event_id) = self
-                        .store
-                        .txn_event(user_id, sender.device_id.as_str(), txn_id)
-                        .await?
-                {
-                    return parse_event_id(&event_id);
-                }
                 let cursor = match guard.as_mut() {
                     Some(cursor) => cursor,
                     None => guard.insert(self.load_cursor(room_id).await?),
@@ -327,9 +318,15 @@ impl Rooms {
                 (pdu.event_id, self.writer.submit(event).await?)
             };
             match committed.await {
-                Ok(Ok(Some(_))) => return Ok(event_id),
+                Ok(Ok(Appended::Stored(_))) => return Ok(event_id),
+                // A retried request answers with the event it made before (the
+                // cursor moved past the event just dropped, so it is reloaded).
+                Ok(Ok(Appended::Duplicate(earlier))) => {
+                    self.reset_cursor(room_id).await;
+                    return parse_event_id(&earlier);
+                }
                 // Built on an event that failed to commit: rebuild on the stored head.
-                Ok(Ok(None)) => self.reset_cursor(room_id).await,
+                Ok(Ok(Appended::Stale)) => self.reset_cursor(room_id).await,
                 Ok(Err(e)) => {
                     self.reset_cursor(room_id).await;
                     return Err(e);

@@ -6,7 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     error::{Error, Result},
-    storage::{NewEvent, Store},
+    storage::{Appended, NewEvent, Store},
 };
 
 /// Events written in one transaction at most.
@@ -14,9 +14,8 @@ const MAX_BATCH: usize = 512;
 /// Events waiting for the writer at most; senders wait for room beyond that.
 const QUEUE: usize = 4096;
 
-/// What became of a submitted event: its stream position, or `None` when it
-/// no longer extends its room's head (it was built on an event that failed).
-pub type Committed = Result<Option<i64>>;
+/// What became of a submitted event.
+pub type Committed = Result<Appended>;
 
 type Reply = oneshot::Sender<Committed>;
 
@@ -51,10 +50,10 @@ async fn write_loop(store: Store, mut receiver: mpsc::Receiver<(NewEvent, Reply)
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
         match store.append_events(&events).await {
-            Ok(orderings) => {
-                for (reply, ordering) in replies.into_iter().zip(orderings) {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A sender that went away no longer needs its answer.
-                    let _ = reply.send(Ok(ordering));
+                    let _ = reply.send(Ok(outcome));
                 }
             }
             Err(e) => {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
-use super::{Store, now_ms};
+use super::{Backend, Store, now_ms};
 use crate::error::{Error, Result};
 
 /// A room as stored.
@@ -74,52 +74,135 @@ fn stored_event(row: &AnyRow) -> Result<StoredEvent> {
     })
 }
 
-async fn insert_events(conn: &mut AnyConnection, events: &[&NewEvent]) -> Result<Vec<i64>> {
-    let mut orderings = Vec::with_capacity(events.len());
+/// `($1, $2), ($3, $4)`: placeholders for `rows` rows of `columns` values.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let values: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", row * columns + c))
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rows per multi-row statement (keeps bind parameters under every limit).
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// Splits `events` into statements of at most `ROWS_PER_STATEMENT` rows and
+/// about `max_bytes` of event JSON each (a single larger event goes alone).
+fn statement_chunks<'a>(events: &'a [&'a NewEvent], max_bytes: usize) -> Vec<&'a [&'a NewEvent]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, event) in events.iter().enumerate() {
+        let full =
+            i - start == ROWS_PER_STATEMENT || (i > start && bytes + event.json.len() > max_bytes);
+        if full {
+            chunks.push(&events[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += event.json.len();
+    }
+    if start < events.len() {
+        chunks.push(&events[start..]);
+    }
+    chunks
+}
+
+/// Stores events, their state, transaction ids, redactions and the rooms'
+/// new heads with a few multi-row statements (each statement is a round trip
+/// to the database). Returns each event's stream position, in order.
+async fn insert_events(
+    conn: &mut AnyConnection,
+    events: &[&NewEvent],
+    max_bytes: usize,
+) -> Result<Vec<i64>> {
+    let mut positions: HashMap<String, i64> = HashMap::with_capacity(events.len());
+    for chunk in statement_chunks(events, max_bytes) {
+        let sql = format!(
+            "INSERT INTO events (event_id, room_id, sender, event_type, state_key, membership, depth, \
+             origin_server_ts, json) VALUES {} RETURNING event_id, stream_ordering",
+            placeholders(chunk.len(), 9)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for event in chunk {
+            query = query
+                .bind(&event.event_id)
+                .bind(&event.room_id)
+                .bind(&event.sender)
+                .bind(&event.event_type)
+                .bind(&event.state_key)
+                .bind(&event.membership)
+                .bind(event.depth)
+                .bind(event.origin_server_ts)
+                .bind(&event.json);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            positions.insert(row.try_get("event_id")?, row.try_get("stream_ordering")?);
+        }
+    }
+
+    // Current state: the last event of each (room, type, key) here; one
+    // statement must not update a row twice.
+    let mut state: Vec<&NewEvent> = Vec::new();
+    for event in events
+        .iter()
+        .rev()
+        .copied()
+        .filter(|e| e.state_key.is_some())
+    {
+        let same_key = |other: &&NewEvent| {
+            other.room_id == event.room_id
+                && other.event_type == event.event_type
+                && other.state_key == event.state_key
+        };
+        if !state.iter().any(same_key) {
+            state.push(event);
+        }
+    }
+    for chunk in state.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership) VALUES {} \
+             ON CONFLICT (room_id, event_type, state_key) \
+             DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
+            placeholders(chunk.len(), 5)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for event in chunk {
+            query = query
+                .bind(&event.room_id)
+                .bind(&event.event_type)
+                .bind(&event.state_key)
+                .bind(&event.event_id)
+                .bind(&event.membership);
+        }
+        query.execute(&mut *conn).await?;
+    }
+
+    let txns: Vec<(&NewEvent, &(String, String, String))> = events
+        .iter()
+        .filter_map(|e| e.txn.as_ref().map(|t| (*e, t)))
+        .collect();
+    let now = now_ms();
+    for chunk in txns.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO event_txns (user_id, device_id, txn_id, event_id, created_ts) VALUES {}",
+            placeholders(chunk.len(), 5)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (event, (user_id, device_id, txn_id)) in chunk {
+            query = query
+                .bind(user_id)
+                .bind(device_id)
+                .bind(txn_id)
+                .bind(&event.event_id)
+                .bind(now);
+        }
+        query.execute(&mut *conn).await?;
+    }
+
     for event in events {
-        let ordering: i64 = sqlx::query_scalar(
-            "INSERT INTO events (event_id, room_id, sender, event_type, state_key, membership, \
-             depth, origin_server_ts, json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             RETURNING stream_ordering",
-        )
-        .bind(&event.event_id)
-        .bind(&event.room_id)
-        .bind(&event.sender)
-        .bind(&event.event_type)
-        .bind(&event.state_key)
-        .bind(&event.membership)
-        .bind(event.depth)
-        .bind(event.origin_server_ts)
-        .bind(&event.json)
-        .fetch_one(&mut *conn)
-        .await?;
-        if let Some(state_key) = &event.state_key {
-            sqlx::query(
-                "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, event_type, state_key) \
-                 DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
-            )
-            .bind(&event.room_id)
-            .bind(&event.event_type)
-            .bind(state_key)
-            .bind(&event.event_id)
-            .bind(&event.membership)
-            .execute(&mut *conn)
-            .await?;
-        }
-        if let Some((user_id, device_id, txn_id)) = &event.txn {
-            sqlx::query(
-                "INSERT INTO event_txns (user_id, device_id, txn_id, event_id, created_ts) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(user_id)
-            .bind(device_id)
-            .bind(txn_id)
-            .bind(&event.event_id)
-            .bind(now_ms())
-            .execute(&mut *conn)
-            .await?;
-        }
         if let Some((target, redacted_json)) = &event.redaction {
             sqlx::query("UPDATE events SET json = $1, redacted_by = $2 WHERE event_id = $3")
                 .bind(redacted_json)
@@ -128,27 +211,131 @@ async fn insert_events(conn: &mut AnyConnection, events: &[&NewEvent]) -> Result
                 .execute(&mut *conn)
                 .await?;
         }
-        orderings.push(ordering);
     }
-    // The new head of each room: its last event here.
+
+    // The new head of each room: its last event here, all set in one statement.
     let mut heads: Vec<&NewEvent> = Vec::new();
     for event in events.iter().rev().copied() {
         if !heads.iter().any(|h| h.room_id == event.room_id) {
             heads.push(event);
         }
     }
-    for head in heads {
-        sqlx::query("UPDATE rooms SET head_event_id = $1, head_depth = $2 WHERE room_id = $3")
-            .bind(&head.event_id)
-            .bind(head.depth)
-            .bind(&head.room_id)
-            .execute(&mut *conn)
-            .await?;
+    for chunk in heads.chunks(ROWS_PER_STATEMENT) {
+        let cases = |column: usize| -> String {
+            let arms: Vec<String> = (0..chunk.len())
+                .map(|i| format!("WHEN ${} THEN ${}", i * 3 + 1, i * 3 + column))
+                .collect();
+            arms.join(" ")
+        };
+        let rooms: Vec<String> = (0..chunk.len())
+            .map(|i| format!("${}", i * 3 + 1))
+            .collect();
+        let sql = format!(
+            "UPDATE rooms SET head_event_id = CASE room_id {} END, head_depth = CASE room_id {} END \
+             WHERE room_id IN ({})",
+            cases(2),
+            cases(3),
+            rooms.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for head in chunk {
+            query = query
+                .bind(&head.room_id)
+                .bind(&head.event_id)
+                .bind(head.depth);
+        }
+        query.execute(&mut *conn).await?;
     }
-    Ok(orderings)
+    events
+        .iter()
+        .map(|e| {
+            positions
+                .get(&e.event_id)
+                .copied()
+                .ok_or_else(|| Error::Internal(format!("no stream position for {}", e.event_id)))
+        })
+        .collect()
+}
+
+/// What `Store::append_events` did with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored at this stream position.
+    Stored(i64),
+    /// Its transaction id was used before: the event that request made.
+    Duplicate(String),
+    /// It does not extend its room's head: not stored.
+    Stale,
+}
+
+/// The stored head of each room `events` belong to.
+async fn room_heads(
+    conn: &mut AnyConnection,
+    events: &[NewEvent],
+) -> Result<HashMap<String, String>> {
+    let mut rooms: Vec<&str> = events.iter().map(|e| e.room_id.as_str()).collect();
+    rooms.sort_unstable();
+    rooms.dedup();
+    let mut heads = HashMap::with_capacity(rooms.len());
+    for chunk in rooms.chunks(ROWS_PER_STATEMENT) {
+        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT room_id, head_event_id FROM rooms WHERE room_id IN ({})",
+            params.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for room in chunk {
+            query = query.bind(*room);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            heads.insert(row.try_get("room_id")?, row.try_get("head_event_id")?);
+        }
+    }
+    Ok(heads)
+}
+
+/// The events already sent with the transaction ids of `events`.
+async fn known_txns(
+    conn: &mut AnyConnection,
+    events: &[NewEvent],
+) -> Result<HashMap<(String, String, String), String>> {
+    let txns: Vec<&(String, String, String)> =
+        events.iter().filter_map(|e| e.txn.as_ref()).collect();
+    let mut known = HashMap::new();
+    for chunk in txns.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT user_id, device_id, txn_id, event_id FROM event_txns \
+             WHERE (user_id, device_id, txn_id) IN (VALUES {})",
+            placeholders(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (user_id, device_id, txn_id) in chunk {
+            query = query.bind(user_id).bind(device_id).bind(txn_id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let key = (
+                row.try_get("user_id")?,
+                row.try_get("device_id")?,
+                row.try_get("txn_id")?,
+            );
+            known.insert(key, row.try_get("event_id")?);
+        }
+    }
+    Ok(known)
 }
 
 impl Store {
+    /// How much event JSON one multi-row statement carries at most. sqlx 0.9.0
+    /// no longer sets TCP_NODELAY (sqlx issue #4335, fixed upstream but not
+    /// yet released), so a statement too large for one write stalls ~40 ms on
+    /// Nagle and delayed ACKs; PostgreSQL statements stay small until then.
+    fn max_statement_bytes(&self) -> usize {
+        match self.backend {
+            Backend::Sqlite => usize::MAX,
+            Backend::Postgres => 8 * 1024,
+        }
+    }
+
     /// Creates a room with its first events, all or nothing.
     pub async fn create_room(&self, room: &NewRoom, events: &[NewEvent]) -> Result<Vec<i64>> {
         let first = events
@@ -168,48 +355,48 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let events: Vec<&NewEvent> = events.iter().collect();
-        let orderings = insert_events(&mut tx, &events).await?;
+        let orderings = insert_events(&mut tx, &events, self.max_statement_bytes()).await?;
         tx.commit().await?;
         Ok(orderings)
     }
 
     /// Appends events to their rooms in one transaction. An event is stored
     /// only if it extends its room's head (as stored, or as extended by the
-    /// events before it here); the others get `None` and change nothing.
-    pub async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Option<i64>>> {
+    /// events before it here) and its transaction id is new.
+    pub async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Appended>> {
         let mut tx = self.begin_write().await?;
-        let mut heads: HashMap<&str, Option<String>> = HashMap::new();
+        let mut known = known_txns(&mut tx, events).await?;
+        let mut heads = room_heads(&mut tx, events).await?;
+        let mut outcomes = Vec::with_capacity(events.len());
         let mut accepted = Vec::with_capacity(events.len());
-        let mut extends = Vec::with_capacity(events.len());
         for event in events {
-            if !heads.contains_key(event.room_id.as_str()) {
-                let head: Option<String> =
-                    sqlx::query_scalar("SELECT head_event_id FROM rooms WHERE room_id = $1")
-                        .bind(&event.room_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                heads.insert(&event.room_id, head);
+            if let Some(earlier) = event.txn.as_ref().and_then(|txn| known.get(txn)) {
+                outcomes.push(Some(Appended::Duplicate(earlier.clone())));
+                continue;
             }
-            let head = heads
-                .get_mut(event.room_id.as_str())
-                .and_then(Option::as_mut);
-            let ok = head.is_some_and(|head| {
-                let ok = *head == event.prev_event;
-                if ok {
+            let head = heads.get_mut(event.room_id.as_str());
+            match head {
+                Some(head) if *head == event.prev_event => {
                     head.clone_from(&event.event_id);
+                    if let Some(txn) = &event.txn {
+                        known.insert(txn.clone(), event.event_id.clone());
+                    }
+                    accepted.push(event);
+                    outcomes.push(None);
                 }
-                ok
-            });
-            extends.push(ok);
-            if ok {
-                accepted.push(event);
+                _ => outcomes.push(Some(Appended::Stale)),
             }
         }
-        let mut orderings = insert_events(&mut tx, &accepted).await?.into_iter();
+        let mut positions = insert_events(&mut tx, &accepted, self.max_statement_bytes())
+            .await?
+            .into_iter();
         tx.commit().await?;
-        Ok(extends
+        Ok(outcomes
             .into_iter()
-            .map(|ok| if ok { orderings.next() } else { None })
+            .map(|outcome| {
+                outcome
+                    .unwrap_or_else(|| positions.next().map_or(Appended::Stale, Appended::Stored))
+            })
             .collect())
     }
 
@@ -395,24 +582,6 @@ impl Store {
         Ok(rooms)
     }
 
-    /// The event a transaction id already produced.
-    pub async fn txn_event(
-        &self,
-        user_id: &str,
-        device_id: &str,
-        txn_id: &str,
-    ) -> Result<Option<String>> {
-        let event_id = sqlx::query_scalar(
-            "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
-        )
-        .bind(user_id)
-        .bind(device_id)
-        .bind(txn_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(event_id)
-    }
-
     /// Records that the user forgot the room.
     pub async fn forget_room(&self, user_id: &str, room_id: &str) -> Result<()> {
         sqlx::query(
@@ -455,5 +624,54 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?;
         Ok(max.unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(bytes: usize) -> NewEvent {
+        NewEvent {
+            event_id: String::new(),
+            room_id: String::new(),
+            sender: String::new(),
+            event_type: String::new(),
+            state_key: None,
+            membership: None,
+            depth: 0,
+            origin_server_ts: 0,
+            json: "x".repeat(bytes),
+            prev_event: String::new(),
+            txn: None,
+            redaction: None,
+        }
+    }
+
+    #[test]
+    fn statements_are_bounded_by_rows_and_bytes() {
+        let events: Vec<NewEvent> = (0..10).map(|_| event(1000)).collect();
+        let refs: Vec<&NewEvent> = events.iter().collect();
+        let sizes: Vec<usize> = statement_chunks(&refs, 3000)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(sizes, vec![3, 3, 3, 1]);
+        assert_eq!(statement_chunks(&refs, usize::MAX).len(), 1);
+        let big = [event(10_000)];
+        let big_refs: Vec<&NewEvent> = big.iter().collect();
+        assert_eq!(
+            statement_chunks(&big_refs, 3000).len(),
+            1,
+            "an oversized event goes alone"
+        );
+        let many: Vec<NewEvent> = (0..600).map(|_| event(1)).collect();
+        let many_refs: Vec<&NewEvent> = many.iter().collect();
+        let sizes: Vec<usize> = statement_chunks(&many_refs, usize::MAX)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(sizes, vec![256, 256, 88]);
+        assert!(statement_chunks(&[], 10).is_empty());
     }
 }

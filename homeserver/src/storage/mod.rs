@@ -22,7 +22,7 @@ use sqlx::{
 pub use account_data::{AccountDataRow, GLOBAL_ACCOUNT_DATA};
 pub use devices::{DeviceRow, NewDevice, RefreshOutcome};
 pub use directory::{AliasRow, DirectoryRoom, PublishedRoom};
-pub use events::{EventRange, NewEvent, NewRoom, RoomRow, StoredEvent};
+pub use events::{Appended, EventRange, NewEvent, NewRoom, RoomRow, StoredEvent};
 pub use users::UserRow;
 
 use crate::error::Result;
