@@ -861,6 +861,16 @@ async fn state_members_and_joined_rooms(backend: Backend) {
         )
         .await;
     assert_error(&missing, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    // Membership through the state endpoint obeys the same rules: Bob may
+    // not remove Alice; Alice (the creator) may remove Bob.
+    let bob_kicks_alice = server
+        .put(
+            &TestServer::room_path(&room, "state/m.room.member/@alice:localhost"),
+            Some(&bob),
+            json!({ "membership": "leave" }),
+        )
+        .await;
+    assert_error(&bob_kicks_alice, StatusCode::FORBIDDEN, "M_FORBIDDEN");
     let member_via_state = server
         .put(
             &TestServer::room_path(&room, "state/m.room.member/@bob:localhost"),
@@ -868,7 +878,11 @@ async fn state_members_and_joined_rooms(backend: Backend) {
             json!({ "membership": "leave" }),
         )
         .await;
-    assert_eq!(member_via_state.0, StatusCode::FORBIDDEN);
+    assert_eq!(member_via_state.0, StatusCode::OK, "{}", member_via_state.1);
+    let (_, rooms) = server
+        .get("/_matrix/client/v3/joined_rooms", Some(&bob))
+        .await;
+    assert_eq!(rooms, json!({ "joined_rooms": [] }));
     server.finish().await;
 }
 
