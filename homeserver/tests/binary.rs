@@ -5,79 +5,19 @@
 mod common;
 
 use std::{
-    net::TcpListener,
     path::Path,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
-use common::{PASSWORD, create_postgres_database, drop_postgres_database};
+use common::{
+    PASSWORD, create_postgres_database, drop_postgres_database,
+    process::{serve, teatime},
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_teatime");
-
-/// `teatime` with no `TEATIME_*` variables inherited from the environment.
-fn teatime(dir: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command.current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TEATIME_") {
-            command.env_remove(key);
-        }
-    }
-    command
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A `teatime serve` child process, killed when dropped.
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(dir: &Path, envs: &[(&str, &str)]) -> Served {
-    let port = free_port();
-    let child = teatime(dir)
-        .arg("serve")
-        .env("TEATIME_LISTEN", format!("127.0.0.1:{port}"))
-        .envs(envs.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("teatime starts");
-    let served = Served {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = reqwest::get(format!("{}/healthz", served.base)).await
-            && response.status() == StatusCode::OK
-        {
-            return served;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "teatime did not become healthy within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn post(base: &str, path: &str, body: Value) -> (StatusCode, Value) {
     let response = reqwest::Client::new()

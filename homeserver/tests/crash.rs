@@ -7,14 +7,11 @@ mod common;
 
 use std::{
     collections::HashMap,
-    net::TcpListener,
-    path::Path,
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use common::{PASSWORD, create_postgres_database, drop_postgres_database};
+use common::{PASSWORD, create_postgres_database, drop_postgres_database, encode, process::serve};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
@@ -22,66 +19,6 @@ const SENDERS: usize = 8;
 /// The server is killed after this long, or after this many acknowledged sends.
 const SEND_FOR: Duration = Duration::from_secs(1);
 const ENOUGH_ACKS: usize = 5_000;
-
-/// A `teatime serve` child process, killed when dropped.
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// Starts `teatime serve` on a free port with `dir` as working directory and
-/// data directory, and waits until `/healthz` answers.
-async fn serve(dir: &Path, envs: &[(&str, &str)]) -> Served {
-    let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_teatime"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TEATIME_") {
-            command.env_remove(key);
-        }
-    }
-    let child = command
-        .current_dir(dir)
-        .arg("serve")
-        .env("TEATIME_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TEATIME_DATA_DIR", dir)
-        .envs(envs.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("teatime starts");
-    let served = Served {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = reqwest::get(format!("{}/healthz", served.base)).await
-            && response.status() == StatusCode::OK
-        {
-            return served;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "teatime did not become healthy within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A client API request; any status is returned with the JSON body.
 async fn call(
@@ -119,19 +56,6 @@ async fn post_ok(base: &str, path: &str, token: Option<&str>, body: Value) -> Va
     .expect("request");
     assert_eq!(status, StatusCode::OK, "{path}: {body}");
     body
-}
-
-/// Percent-encodes a path segment (room ids contain `!` and `:`).
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Sends messages one after another until a request fails (the server is

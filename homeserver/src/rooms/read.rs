@@ -215,6 +215,20 @@ impl Rooms {
         self.store.joined_rooms(user_id.as_str()).await
     }
 
+    /// An event of the room the user may see; 404 otherwise.
+    async fn visible_event(
+        &self,
+        room_id: &RoomId,
+        visibility: &Visibility,
+        event_id: &EventId,
+    ) -> Result<StoredEvent> {
+        self.store
+            .event(event_id.as_str())
+            .await?
+            .filter(|e| e.room_id == room_id.as_str() && visibility.can_see(e))
+            .ok_or_else(|| Error::NotFound("event not found".into()))
+    }
+
     /// `GET /rooms/{roomId}/event/{eventId}`: 404 unless the user may see it.
     pub async fn event(
         &self,
@@ -223,12 +237,7 @@ impl Rooms {
         event_id: &EventId,
     ) -> Result<Value> {
         let visibility = self.viewer(room_id, user_id).await?;
-        let event = self
-            .store
-            .event(event_id.as_str())
-            .await?
-            .filter(|e| e.room_id == room_id.as_str() && visibility.can_see(e))
-            .ok_or_else(|| Error::NotFound("event not found".into()))?;
+        let event = self.visible_event(room_id, &visibility, event_id).await?;
         client_event(&event)
     }
 
@@ -349,12 +358,7 @@ impl Rooms {
         filter: &EventFilter,
     ) -> Result<Context> {
         let visibility = self.viewer(room_id, user_id).await?;
-        let event = self
-            .store
-            .event(event_id.as_str())
-            .await?
-            .filter(|e| e.room_id == room_id.as_str() && visibility.can_see(e))
-            .ok_or_else(|| Error::NotFound("event not found".into()))?;
+        let event = self.visible_event(room_id, &visibility, event_id).await?;
         let limit = filter.limit.unwrap_or(limit).min(100);
         let before_limit = limit / 2;
         let after_limit = limit - before_limit;
