@@ -7,12 +7,15 @@
 //! [`AccountData::set_for_user`]. A room's data may be set for any valid room
 //! id: membership is not checked, as the data is private to its owner anyway.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::{
     auth::Authed,
     error::{Error, Result},
     storage::{GLOBAL_ACCOUNT_DATA, Store},
+    sync::{Change, Notifier},
 };
 
 /// Account data types only the server may set.
@@ -24,6 +27,7 @@ const MAX_TYPE_BYTES: usize = 255;
 /// Account data over the store.
 pub struct AccountData {
     store: Store,
+    notifier: Arc<Notifier>,
 }
 
 /// Checks that the request is about the caller's own account data and returns
@@ -57,8 +61,9 @@ fn check_type(data_type: &str) -> Result<()> {
 }
 
 impl AccountData {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// The service over `store`; writes wake the user's syncs through `notifier`.
+    pub fn new(store: Store, notifier: Arc<Notifier>) -> Self {
+        Self { store, notifier }
     }
 
     /// `PUT /user/{userId}[/rooms/{roomId}]/account_data/{type}`: replaces the
@@ -83,6 +88,7 @@ impl AccountData {
         self.store
             .set_account_data(user_id, room_id, data_type, &content)
             .await?;
+        self.notifier.publish(Change::User(user_id.to_owned()));
         Ok(())
     }
 
@@ -114,14 +120,17 @@ impl AccountData {
     ) -> Result<i64> {
         let content = serde_json::to_string(content)
             .map_err(|e| Error::Internal(format!("serializing account data: {e}")))?;
-        self.store
+        let position = self
+            .store
             .set_account_data(
                 user_id.as_str(),
                 room_id.map_or(GLOBAL_ACCOUNT_DATA, |r| r.as_str()),
                 data_type,
                 &content,
             )
-            .await
+            .await?;
+        self.notifier.publish(Change::User(user_id.to_string()));
+        Ok(position)
     }
 
     /// The stored account data of `data_type`; `room_id` is empty for global data.

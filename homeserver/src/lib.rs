@@ -6,10 +6,13 @@
 //! - [`api`] is the documented Client-Server API: thin poem-openapi handlers.
 //! - [`rooms`] builds, signs, authorises and stores room events (with the
 //!   `federation` crate) and serves the read paths with history visibility.
+//! - [`sync`] answers `/sync` from the event and account-data streams and
+//!   wakes long-polls through its notifier.
 //! - [`accounts`] is the account service; [`uia`] its user-interactive auth;
 //!   [`auth`] hashes passwords, issues and checks tokens, limits failures.
 //! - [`directory`] keeps room aliases and the published room directory;
-//!   [`account_data`] the per-user configuration clients store.
+//!   [`account_data`] the per-user configuration clients store; [`filters`]
+//!   the filters they upload for `/sync`.
 //! - [`storage`] is the database (SQLite or PostgreSQL) behind one interface.
 //! - [`config`] reads the file and `TEATIME_*` variables; [`error`] is the one
 //!   error type and its mapping to Matrix errors; [`state`] ties it together.
@@ -21,10 +24,12 @@ pub mod auth;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod filters;
 pub mod http;
 pub mod metrics;
 pub mod rooms;
 pub mod server;
 pub mod state;
 pub mod storage;
+pub mod sync;
 pub mod uia;

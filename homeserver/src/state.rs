@@ -11,9 +11,11 @@ use crate::{
     config::Config,
     directory::Directory,
     error::{Error, Result},
+    filters::Filters,
     metrics::Metrics,
     rooms::Rooms,
     storage::Store,
+    sync::{Notifier, Syncer},
 };
 
 /// The server's ed25519 signing key, in the data dir.
@@ -27,7 +29,9 @@ pub struct AppState {
     pub accounts: Accounts,
     pub directory: Directory,
     pub account_data: AccountData,
+    pub filters: Filters,
     pub rooms: Rooms,
+    pub syncer: Syncer,
     pub metrics: Arc<Metrics>,
 }
 
@@ -47,7 +51,9 @@ impl AppState {
         let sessions = Arc::new(Sessions::new(store.clone(), keys, lifetime));
         let accounts = Accounts::new(store.clone(), sessions.clone(), config.clone());
         let directory = Directory::new(store.clone(), &config.server_name)?;
-        let account_data = AccountData::new(store.clone());
+        let notifier = Arc::new(Notifier::default());
+        let account_data = AccountData::new(store.clone(), notifier.clone());
+        let filters = Filters::new(store.clone());
         let signing_key = Arc::new(SigningKey::load_or_generate(
             &config.data_dir.join(SIGNING_KEY_FILE),
         )?);
@@ -58,7 +64,9 @@ impl AppState {
             signing_key,
             server_name,
             Box::new(RumaAuthorizer),
+            notifier.clone(),
         );
+        let syncer = Syncer::new(store.clone(), notifier);
         Ok(Arc::new(Self {
             config,
             store,
@@ -66,7 +74,9 @@ impl AppState {
             accounts,
             directory,
             account_data,
+            filters,
             rooms,
+            syncer,
             metrics: Arc::new(Metrics::default()),
         }))
     }

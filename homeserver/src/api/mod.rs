@@ -6,11 +6,13 @@ mod account_data;
 mod devices;
 mod directory;
 mod discovery;
+mod filters;
 mod profile;
 mod room_events;
 mod rooms;
 mod security;
 mod session;
+mod sync;
 
 use poem::Request;
 use poem_openapi::{
@@ -37,8 +39,12 @@ enum Tag {
     RoomDirectory,
     /// Account data: the user's own configuration, global or per room.
     UserData,
+    /// Filters: uploaded once, then named by id in `/sync`.
+    Filters,
     /// Rooms: creation, membership, events, state and history.
     Rooms,
+    /// Synchronisation: everything new since a token, long-polled.
+    Sync,
 }
 
 /// All endpoint groups of the client API.
@@ -50,8 +56,10 @@ pub type ClientApi = (
     profile::ProfileApi,
     directory::DirectoryApi,
     account_data::AccountDataApi,
+    filters::FiltersApi,
     rooms::RoomsApi,
     room_events::RoomEventsApi,
+    sync::SyncApi,
 );
 
 /// The OpenAPI service for the client API.
@@ -65,8 +73,10 @@ pub fn service() -> OpenApiService<ClientApi, ()> {
             profile::ProfileApi,
             directory::DirectoryApi,
             account_data::AccountDataApi,
+            filters::FiltersApi,
             rooms::RoomsApi,
             room_events::RoomEventsApi,
+            sync::SyncApi,
         ),
         "TeaTime Client-Server API",
         env!("CARGO_PKG_VERSION"),

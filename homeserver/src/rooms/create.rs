@@ -229,6 +229,9 @@ impl Rooms {
             creator: sender.to_string(),
         };
         self.store.create_room(&room, &events).await?;
+        for event in &events {
+            self.notifier.publish(super::writer::change_of(event));
+        }
         tracing::info!(%room_id, creator = %sender, %version, "room created");
         Ok(room_id)
     }

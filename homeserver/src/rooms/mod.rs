@@ -7,7 +7,7 @@ mod create;
 pub mod membership;
 pub mod power;
 mod read;
-mod visibility;
+pub mod visibility;
 mod writer;
 
 use std::{
@@ -34,6 +34,7 @@ use crate::{
     auth::Authed,
     error::{Error, Result},
     storage::{Appended, NewEvent, Store, StoredEvent},
+    sync::Notifier,
 };
 
 /// A room change a client asks for, before the server places and signs it.
@@ -109,6 +110,7 @@ pub struct Rooms {
     authorizer: Box<dyn EventAuthorizer>,
     default_version: RoomVersionId,
     writer: writer::EventWriter,
+    notifier: Arc<Notifier>,
     // Events of one room are built one at a time on the room's cursor (its
     // head and auth state, cached between events), so each local event's
     // only prev_event is the head. A std mutex: the map lookup never awaits.
@@ -124,9 +126,11 @@ impl Rooms {
         key: Arc<SigningKey>,
         server_name: OwnedServerName,
         authorizer: Box<dyn EventAuthorizer>,
+        notifier: Arc<Notifier>,
     ) -> Self {
         Self {
-            writer: writer::EventWriter::spawn(store.clone()),
+            writer: writer::EventWriter::spawn(store.clone(), notifier.clone()),
+            notifier,
             store,
             key,
             server_name,

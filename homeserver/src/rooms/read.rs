@@ -39,7 +39,8 @@ fn type_matches(pattern: &str, kind: &str) -> bool {
 }
 
 impl EventFilter {
-    fn matches(&self, event: &StoredEvent) -> bool {
+    /// Whether the event passes the filter.
+    pub fn matches(&self, event: &StoredEvent) -> bool {
         let kind = event.event_type.as_str();
         self.types
             .as_ref()
@@ -100,6 +101,10 @@ fn token(position: i64) -> String {
 }
 
 fn parse_token(token: &str) -> Result<i64> {
+    // A sync token's event position is a position between events too.
+    if token.starts_with('s') {
+        return Ok(crate::sync::SyncToken::parse(token)?.events);
+    }
     token
         .strip_prefix('t')
         .and_then(|n| n.parse().ok())
@@ -405,6 +410,11 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_reject_garbage() {
         assert_eq!(parse_token(&token(42)).unwrap(), 42);
+        assert_eq!(
+            parse_token("s42_7").unwrap(),
+            42,
+            "sync tokens work as pagination tokens"
+        );
         assert!(parse_token("s42").is_err());
         assert!(parse_token("t").is_err());
     }

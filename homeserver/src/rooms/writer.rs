@@ -2,12 +2,27 @@
 //! has queued up since its last commit into one transaction, so concurrent
 //! senders share one fsync. Nobody is answered before their event is durable.
 
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     error::{Error, Result},
     storage::{Appended, NewEvent, Store},
+    sync::{Change, Notifier},
 };
+
+/// What a committed event means to waiting syncs.
+pub fn change_of(event: &NewEvent) -> Change {
+    let member = event
+        .state_key
+        .clone()
+        .filter(|_| event.event_type == "m.room.member");
+    Change::Room {
+        room_id: event.room_id.clone(),
+        member,
+    }
+}
 
 /// Events written in one transaction at most.
 const MAX_BATCH: usize = 512;
@@ -27,9 +42,9 @@ pub struct EventWriter {
 
 impl EventWriter {
     /// Starts the writer task over `store`.
-    pub fn spawn(store: Store) -> Self {
+    pub fn spawn(store: Store, notifier: Arc<Notifier>) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(store, receiver));
+        tokio::spawn(write_loop(store, notifier, receiver));
         Self { queue }
     }
 
@@ -45,12 +60,21 @@ impl EventWriter {
     }
 }
 
-async fn write_loop(store: Store, mut receiver: mpsc::Receiver<(NewEvent, Reply)>) {
+async fn write_loop(
+    store: Store,
+    notifier: Arc<Notifier>,
+    mut receiver: mpsc::Receiver<(NewEvent, Reply)>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
         match store.append_events(&events).await {
             Ok(outcomes) => {
+                for (event, outcome) in events.iter().zip(&outcomes) {
+                    if matches!(outcome, Appended::Stored(_)) {
+                        notifier.publish(change_of(event));
+                    }
+                }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A sender that went away no longer needs its answer.
                     let _ = reply.send(Ok(outcome));

@@ -1,6 +1,6 @@
 //! The `devices` and `refresh_tokens` tables: one login session per device.
 
-use sqlx::{Any, AnyConnection, Row, any::AnyRow};
+use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use super::{Store, now_ms};
 use crate::error::Result;
@@ -126,14 +126,14 @@ async fn insert_refresh_token(
 /// Deletes the user's devices: those in `only` when given, all but `except`
 /// otherwise. Returns the ended session ids.
 pub(super) async fn delete_devices_in(
-    tx: &mut sqlx::Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     user_id: &str,
     only: Option<&[String]>,
     except: Option<&str>,
 ) -> Result<Vec<String>> {
     let rows = sqlx::query("SELECT device_id, session_id FROM devices WHERE user_id = $1")
         .bind(user_id)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
     let mut ended = Vec::new();
     for row in rows {
@@ -145,11 +145,11 @@ pub(super) async fn delete_devices_in(
         }
         sqlx::query("DELETE FROM refresh_tokens WHERE session_id = $1")
             .bind(&session_id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM devices WHERE session_id = $1")
             .bind(&session_id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         ended.push(session_id);
     }

@@ -58,10 +58,11 @@ pub struct NewRoom {
     pub creator: String,
 }
 
-const EVENT_COLUMNS: &str =
+/// The columns [`stored_event`] reads.
+pub(super) const EVENT_COLUMNS: &str =
     "stream_ordering, event_id, room_id, sender, event_type, state_key, membership, json";
 
-fn stored_event(row: &AnyRow) -> Result<StoredEvent> {
+pub(super) fn stored_event(row: &AnyRow) -> Result<StoredEvent> {
     Ok(StoredEvent {
         stream_ordering: row.try_get("stream_ordering")?,
         event_id: row.try_get("event_id")?,

@@ -8,10 +8,12 @@ mod account_data;
 mod devices;
 mod directory;
 mod events;
+mod filters;
+mod sync;
 mod uia;
 mod users;
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
     AnyPool, Executor, SqlSafeStr,
@@ -23,6 +25,7 @@ pub use account_data::{AccountDataRow, GLOBAL_ACCOUNT_DATA};
 pub use devices::{DeviceRow, NewDevice, RefreshOutcome};
 pub use directory::{AliasRow, DirectoryRoom, PublishedRoom};
 pub use events::{Appended, EventRange, NewEvent, NewRoom, RoomRow, StoredEvent};
+pub use sync::MembershipRow;
 pub use users::UserRow;
 
 use crate::error::Result;
@@ -39,6 +42,34 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    write_order: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction, holding this process's turn to write.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _order: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    /// Commits, then lets the next writer in.
+    async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 /// Migrations compiled into the binary, one list per backend: `(version, name, sql)`.
@@ -58,6 +89,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "directory",
         include_str!("../../../migrations/sqlite/0003_directory.sql"),
     ),
+    (
+        4,
+        "filters",
+        include_str!("../../../migrations/sqlite/0004_filters.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -74,6 +110,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "directory",
         include_str!("../../../migrations/postgres/0003_directory.sql"),
+    ),
+    (
+        4,
+        "filters",
+        include_str!("../../../migrations/postgres/0004_filters.sql"),
     ),
 ];
 
@@ -107,7 +148,11 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            write_order: Arc::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -148,15 +193,18 @@ impl Store {
         Ok(())
     }
 
-    /// Starts a transaction that will write. SQLite takes the write lock up
-    /// front: upgrading a read transaction later fails at once when another
-    /// writer got there first, instead of waiting for `busy_timeout`.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    /// Starts a transaction that will write. Write transactions run one at
+    /// a time, so stream positions become visible in order: a reader that
+    /// sees position N has seen everything below N (`/sync` relies on it).
+    /// SQLite also takes its write lock up front: upgrading a read
+    /// transaction later fails at once when another writer got there first.
+    async fn begin_write(&self) -> Result<WriteTx> {
+        let order = self.write_order.clone().lock_owned().await;
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(tx)
+        Ok(WriteTx { tx, _order: order })
     }
 
     /// Closes every connection (for shutdown).

@@ -1,0 +1,369 @@
+//! `/sync`: everything that changed for a user since a token, or a first
+//! snapshot without one; waits (long-polls) until something does.
+//!
+//! Streams: room events (by `stream_ordering`) and account data (by its own
+//! stream position); a [`SyncToken`] records both.
+
+mod notifier;
+mod token;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+pub use notifier::{Change, Notifier};
+use serde_json::{Value, json};
+pub use token::SyncToken;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{
+    error::Result,
+    rooms::{EventFilter, client_event, visibility::Visibility},
+    storage::{AccountDataRow, GLOBAL_ACCOUNT_DATA, Store, StoredEvent},
+};
+
+/// Timeline events per room unless a filter says otherwise.
+const DEFAULT_TIMELINE_LIMIT: usize = 10;
+/// The longest a long-poll waits.
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// State types shown (stripped) to invitees.
+const INVITE_STATE_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+];
+
+/// What the client asked for.
+#[derive(Debug, Default, Clone)]
+pub struct SyncRequest {
+    pub since: Option<SyncToken>,
+    pub timeout: Duration,
+    pub full_state: bool,
+    pub filter: SyncFilter,
+}
+
+/// The parts of a sync filter this server applies.
+#[derive(Debug, Default, Clone)]
+pub struct SyncFilter {
+    /// Timeline events per room.
+    pub timeline_limit: Option<usize>,
+    /// Type and sender filters for timeline events.
+    pub timeline: EventFilter,
+    /// Only the members who sent timeline events (and the user) in `state`.
+    pub lazy_load_members: bool,
+    /// Include rooms the user left in an initial sync.
+    pub include_leave: bool,
+}
+
+/// A room's timeline in a sync response.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    pub events: Vec<Value>,
+    pub limited: bool,
+    /// A `/messages` token for the events before these.
+    pub prev_batch: String,
+}
+
+/// A joined (or left) room in a sync response.
+#[derive(Debug, Default)]
+pub struct RoomUpdate {
+    pub timeline: Timeline,
+    pub state: Vec<Value>,
+    pub account_data: Vec<Value>,
+}
+
+/// A sync response.
+#[derive(Debug, Default)]
+pub struct SyncResult {
+    pub next_batch: String,
+    pub join: BTreeMap<String, RoomUpdate>,
+    pub invite: BTreeMap<String, Vec<Value>>,
+    pub leave: BTreeMap<String, RoomUpdate>,
+    pub account_data: Vec<Value>,
+}
+
+impl SyncResult {
+    fn is_empty(&self) -> bool {
+        self.join.is_empty()
+            && self.invite.is_empty()
+            && self.leave.is_empty()
+            && self.account_data.is_empty()
+    }
+}
+
+/// Which events of a room a sync shows.
+#[derive(Debug, Clone, Copy)]
+struct TimelineRange {
+    /// The client has not seen the room: show its (visible) history.
+    new_to_client: bool,
+    since: Option<SyncToken>,
+    /// The last stream position to include.
+    upto: i64,
+}
+
+/// Computes sync responses.
+pub struct Syncer {
+    store: Store,
+    notifier: Arc<Notifier>,
+}
+
+fn account_data_event(row: &AccountDataRow) -> Value {
+    let content: Value = serde_json::from_str(&row.content).unwrap_or_else(|_| json!({}));
+    json!({ "type": row.data_type, "content": content })
+}
+
+fn stripped(event: &StoredEvent) -> Result<Value> {
+    let full = client_event(event)?;
+    Ok(json!({
+        "type": full["type"],
+        "state_key": full["state_key"],
+        "content": full["content"],
+        "sender": full["sender"],
+    }))
+}
+
+impl Syncer {
+    /// The service over `store`, woken by `notifier`.
+    pub fn new(store: Store, notifier: Arc<Notifier>) -> Self {
+        Self { store, notifier }
+    }
+
+    /// `GET /sync`: returns at once with anything new (or for an initial
+    /// sync), else waits up to `timeout` for something to arrive.
+    pub async fn sync(&self, user_id: &str, request: &SyncRequest) -> Result<SyncResult> {
+        // Subscribe before reading, so nothing committed meanwhile is missed.
+        let mut changes = self.notifier.subscribe();
+        let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
+        loop {
+            let (result, rooms) = self.sync_once(user_id, request).await?;
+            if !result.is_empty()
+                || request.since.is_none()
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(result);
+            }
+            // Wait for a change that concerns this user, or the deadline.
+            loop {
+                let change = match tokio::time::timeout_at(deadline, changes.recv()).await {
+                    Err(_) => return Ok(result),
+                    Ok(change) => change,
+                };
+                let relevant = match change {
+                    Ok(Change::Room { room_id, member }) => {
+                        rooms.contains(&room_id) || member.as_deref() == Some(user_id)
+                    }
+                    Ok(Change::User(user)) => user == user_id,
+                    // Missed some changes: look again.
+                    Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Closed) => return Ok(result),
+                };
+                if relevant {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// One pass: the response for the current positions, and the rooms the
+    /// user is in (whose changes should wake a waiting sync).
+    async fn sync_once(
+        &self,
+        user_id: &str,
+        request: &SyncRequest,
+    ) -> Result<(SyncResult, HashSet<String>)> {
+        let upto = SyncToken {
+            events: self.store.events_position().await?,
+            account_data: self.store.account_data_position().await?,
+        };
+        let since = request.since;
+        let memberships = self.store.user_memberships(user_id).await?;
+        let changed = match since {
+            Some(since) => Some(self.store.rooms_changed(since.events, upto.events).await?),
+            None => None,
+        };
+        let account_data = self
+            .store
+            .account_data_since(user_id, since.map_or(0, |s| s.account_data))
+            .await?;
+        let mut room_account_data: HashMap<&str, Vec<Value>> = HashMap::new();
+        let mut result = SyncResult {
+            next_batch: upto.to_string(),
+            ..Default::default()
+        };
+        for row in account_data
+            .iter()
+            .filter(|row| row.stream_id <= upto.account_data)
+        {
+            if row.room_id == GLOBAL_ACCOUNT_DATA {
+                result.account_data.push(account_data_event(row));
+            } else {
+                room_account_data
+                    .entry(row.room_id.as_str())
+                    .or_default()
+                    .push(account_data_event(row));
+            }
+        }
+
+        let mut rooms = HashSet::new();
+        for membership in memberships
+            .iter()
+            .filter(|m| m.stream_ordering <= upto.events)
+        {
+            let room = membership.room_id.as_str();
+            let new_since_token = since.is_none_or(|s| membership.stream_ordering > s.events);
+            match membership.membership.as_str() {
+                "join" => {
+                    rooms.insert(membership.room_id.clone());
+                    let changed_here = changed.as_ref().is_none_or(|c| c.contains(room));
+                    let room_data = room_account_data.remove(room).unwrap_or_default();
+                    if !(new_since_token
+                        || changed_here
+                        || request.full_state
+                        || !room_data.is_empty())
+                    {
+                        continue;
+                    }
+                    let range = TimelineRange {
+                        new_to_client: new_since_token,
+                        since,
+                        upto: upto.events,
+                    };
+                    let full = new_since_token || request.full_state;
+                    let mut update = self
+                        .room_update(user_id, room, range, full, &request.filter)
+                        .await?;
+                    update.account_data = room_data;
+                    result.join.insert(room.to_owned(), update);
+                }
+                "invite" if new_since_token => {
+                    result
+                        .invite
+                        .insert(room.to_owned(), self.invite_state(room, user_id).await?);
+                }
+                "leave" | "ban"
+                    if new_since_token && (since.is_some() || request.filter.include_leave) =>
+                {
+                    // Up to the leave; a client that saw the room before sees only what followed.
+                    let range = TimelineRange {
+                        new_to_client: since.is_none(),
+                        since,
+                        upto: membership.stream_ordering,
+                    };
+                    let update = self
+                        .room_update(user_id, room, range, false, &request.filter)
+                        .await?;
+                    result.leave.insert(room.to_owned(), update);
+                }
+                _ => {}
+            }
+        }
+        Ok((result, rooms))
+    }
+
+    /// A room's timeline in `range`, with the state before it.
+    async fn room_update(
+        &self,
+        user_id: &str,
+        room: &str,
+        range: TimelineRange,
+        full_state: bool,
+        filter: &SyncFilter,
+    ) -> Result<RoomUpdate> {
+        let limit = filter
+            .timeline_limit
+            .unwrap_or(DEFAULT_TIMELINE_LIMIT)
+            .clamp(1, 1000);
+        let TimelineRange {
+            new_to_client,
+            since,
+            upto,
+        } = range;
+        let after = if new_to_client {
+            0
+        } else {
+            since.map_or(0, |s| s.events)
+        };
+        let visibility = Visibility::load(&self.store, room, user_id).await?;
+        let limit_rows = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+        let mut events: Vec<StoredEvent> = self
+            .store
+            .latest_room_events(room, after, upto, limit_rows)
+            .await?
+            .into_iter()
+            .filter(|e| visibility.can_see(e))
+            .collect();
+        let limited = events.len() > limit;
+        events.truncate(limit);
+        events.reverse();
+        let timeline_events: Vec<StoredEvent> = events
+            .into_iter()
+            .filter(|e| filter.timeline.matches(e))
+            .collect();
+        let start = timeline_events
+            .first()
+            .map_or(upto + 1, |e| e.stream_ordering);
+
+        let state_events = if full_state {
+            self.store.state_at(room, start - 1).await?
+        } else if limited {
+            latest_per_key(self.store.state_events_between(room, after, start).await?)
+        } else {
+            Vec::new()
+        };
+        let senders: HashSet<&str> = timeline_events.iter().map(|e| e.sender.as_str()).collect();
+        let state = state_events
+            .iter()
+            .filter(|e| {
+                !filter.lazy_load_members
+                    || e.event_type != "m.room.member"
+                    || e.state_key
+                        .as_deref()
+                        .is_some_and(|k| k == user_id || senders.contains(k))
+            })
+            .map(client_event)
+            .collect::<Result<_>>()?;
+        Ok(RoomUpdate {
+            timeline: Timeline {
+                events: timeline_events
+                    .iter()
+                    .map(client_event)
+                    .collect::<Result<_>>()?,
+                limited,
+                prev_batch: format!("t{}", start - 1),
+            },
+            state,
+            account_data: Vec::new(),
+        })
+    }
+
+    /// The stripped state an invitee sees, with the invite itself.
+    async fn invite_state(&self, room: &str, user_id: &str) -> Result<Vec<Value>> {
+        let state = self.store.current_state(room, None).await?;
+        state
+            .iter()
+            .filter(|e| {
+                INVITE_STATE_TYPES.contains(&e.event_type.as_str())
+                    || (e.event_type == "m.room.member" && e.state_key.as_deref() == Some(user_id))
+            })
+            .map(stripped)
+            .collect()
+    }
+}
+
+/// The last event of each (type, state key), in stream order.
+fn latest_per_key(events: Vec<StoredEvent>) -> Vec<StoredEvent> {
+    let mut seen: HashSet<(String, Option<String>)> = HashSet::new();
+    let mut kept: Vec<StoredEvent> = Vec::new();
+    for event in events.into_iter().rev() {
+        if seen.insert((event.event_type.clone(), event.state_key.clone())) {
+            kept.push(event);
+        }
+    }
+    kept.reverse();
+    kept
+}

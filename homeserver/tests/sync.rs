@@ -1,0 +1,414 @@
+//! `/sync`: initial and incremental sync, long-polls that wake for new
+//! messages, invites, leaves and account data, limited timelines, filters,
+//! and rooms a user may not see.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Backend, PASSWORD, TestServer, assert_error, encode};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+on_both_backends!(
+    initial_sync_shows_joined_rooms_and_invites,
+    incremental_sync_returns_only_what_is_new,
+    long_poll_wakes_for_a_message,
+    long_poll_wakes_for_an_invite_and_account_data,
+    leaving_shows_in_rooms_leave,
+    limited_timeline_continues_with_messages,
+    filters_by_id_and_inline,
+    other_rooms_never_appear,
+);
+
+async fn sync(server: &TestServer, token: &str, query: &str) -> Value {
+    let (status, body) = server
+        .get(&format!("/_matrix/client/v3/sync{query}"), Some(token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .map(|e| e["content"]["body"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn two_users(server: &TestServer) -> (String, String) {
+    let alice = server.register("alice", PASSWORD).await.access_token;
+    let bob = server.register("bob", PASSWORD).await.access_token;
+    (alice, bob)
+}
+
+async fn initial_sync_shows_joined_rooms_and_invites(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, bob) = two_users(&server).await;
+    let room = server
+        .create_room(
+            &alice,
+            json!({ "name": "Tea", "invite": ["@bob:localhost"] }),
+        )
+        .await;
+    server.say(&alice, &room, "hello").await;
+
+    let initial = sync(&server, &alice, "").await;
+    let next = initial["next_batch"].as_str().expect("next_batch");
+    assert!(next.starts_with('s'), "{next}");
+    let joined = &initial["rooms"]["join"][&room];
+    assert_eq!(timeline_bodies(&initial, &room), vec!["hello"]);
+    let kinds: Vec<&str> = joined["timeline"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds[0], "m.room.create",
+        "the whole short history fits: {kinds:?}"
+    );
+    assert_eq!(joined["timeline"]["limited"], false);
+    assert_eq!(
+        joined["unread_notifications"],
+        json!({ "highlight_count": 0, "notification_count": 0 })
+    );
+
+    let invited = sync(&server, &bob, "").await;
+    let invite_state = invited["rooms"]["invite"][&room]["invite_state"]["events"]
+        .as_array()
+        .expect("invite");
+    let kinds: Vec<&str> = invite_state
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"m.room.name") && kinds.contains(&"m.room.member"),
+        "{kinds:?}"
+    );
+    assert!(
+        invite_state.iter().all(|e| e.get("event_id").is_none()),
+        "invite state is stripped"
+    );
+    assert!(invited["rooms"]["join"].as_object().unwrap().is_empty());
+    let bad = server
+        .get("/_matrix/client/v3/sync?since=garbage", Some(&alice))
+        .await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    server.finish().await;
+}
+
+async fn incremental_sync_returns_only_what_is_new(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, bob) = two_users(&server).await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server.say(&alice, &room, "old").await;
+    let first = sync(&server, &alice, "").await;
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+
+    let nothing = sync(&server, &alice, &format!("?since={since}&timeout=0")).await;
+    assert!(
+        nothing["rooms"]["join"].as_object().unwrap().is_empty(),
+        "{nothing}"
+    );
+
+    server.join(&bob, &room).await;
+    server.say(&bob, &room, "new").await;
+    let update = sync(&server, &alice, &format!("?since={since}")).await;
+    assert_eq!(timeline_bodies(&update, &room), vec!["new"]);
+    let joined = &update["rooms"]["join"][&room];
+    assert_eq!(
+        joined["timeline"]["events"][0]["type"], "m.room.member",
+        "bob's join comes first"
+    );
+    assert_eq!(
+        joined["state"]["events"],
+        json!([]),
+        "no gap, so no separate state"
+    );
+
+    // The room is new to bob: he gets its state and history.
+    let bobs = sync(&server, &bob, "").await;
+    assert!(timeline_bodies(&bobs, &room).contains(&"old".to_owned()));
+    // next_batch of one sync continues exactly where it ended.
+    let again = sync(
+        &server,
+        &alice,
+        &format!(
+            "?since={}&timeout=0",
+            update["next_batch"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert!(
+        again["rooms"]["join"].as_object().unwrap().is_empty(),
+        "nothing repeated: {again}"
+    );
+    server.finish().await;
+}
+
+async fn long_poll_until(
+    server: &TestServer,
+    token: &str,
+    since: &str,
+    trigger: impl std::future::Future<Output = ()>,
+) -> (Value, Duration) {
+    let started = Instant::now();
+    let query = format!("?since={since}&timeout=20000");
+    let poll = sync(server, token, &query);
+    let trigger = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        trigger.await;
+    };
+    let (body, ()) = tokio::join!(poll, trigger);
+    (body, started.elapsed())
+}
+
+async fn long_poll_wakes_for_a_message(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, bob) = two_users(&server).await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server.join(&bob, &room).await;
+    let since = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (body, waited) = long_poll_until(&server, &bob, &since, async {
+        server.say(&alice, &room, "wake up").await;
+    })
+    .await;
+    assert_eq!(timeline_bodies(&body, &room), vec!["wake up"]);
+    assert!(
+        waited < Duration::from_secs(10),
+        "the long-poll woke for the message, not the timeout: {waited:?}"
+    );
+
+    // A message in a room bob is not in does not end his long-poll early.
+    let other = server.create_room(&alice, json!({})).await;
+    let since = body["next_batch"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let quiet = {
+        let query = format!("?since={since}&timeout=1500");
+        let poll = sync(&server, &bob, &query);
+        let noise = async { server.say(&alice, &other, "not for bob").await };
+        tokio::join!(poll, noise).0
+    };
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "woke for another room"
+    );
+    assert!(
+        quiet["rooms"]["join"].as_object().unwrap().is_empty(),
+        "{quiet}"
+    );
+    server.finish().await;
+}
+
+async fn long_poll_wakes_for_an_invite_and_account_data(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, bob) = two_users(&server).await;
+    let since = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (body, waited) = long_poll_until(&server, &bob, &since, async {
+        server
+            .create_room(&alice, json!({ "invite": ["@bob:localhost"] }))
+            .await;
+    })
+    .await;
+    assert_eq!(
+        body["rooms"]["invite"].as_object().unwrap().len(),
+        1,
+        "{body}"
+    );
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+
+    let since = body["next_batch"].as_str().unwrap().to_owned();
+    let (body, waited) = long_poll_until(&server, &bob, &since, async {
+        let (status, _) = server
+            .put(
+                "/_matrix/client/v3/user/@bob:localhost/account_data/m.direct",
+                Some(&bob),
+                json!({ "@alice:localhost": ["!x:localhost"] }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    })
+    .await;
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    assert_eq!(
+        body["account_data"]["events"],
+        json!([{ "type": "m.direct", "content": { "@alice:localhost": ["!x:localhost"] } }])
+    );
+    server.finish().await;
+}
+
+async fn leaving_shows_in_rooms_leave(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, bob) = two_users(&server).await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server.join(&bob, &room).await;
+    let since = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.say(&alice, &room, "before the kick").await;
+    server
+        .post(
+            &TestServer::room_path(&room, "kick"),
+            Some(&alice),
+            json!({ "user_id": "@bob:localhost" }),
+        )
+        .await;
+    server.say(&alice, &room, "after the kick").await;
+    let body = sync(&server, &bob, &format!("?since={since}")).await;
+    let left = &body["rooms"]["leave"][&room]["timeline"]["events"];
+    let kinds: Vec<&str> = left
+        .as_array()
+        .expect("left room")
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["m.room.message", "m.room.member"],
+        "up to and including the kick"
+    );
+    assert!(!body.to_string().contains("after the kick"));
+    assert!(body["rooms"]["join"].get(&room).is_none());
+    server.finish().await;
+}
+
+async fn limited_timeline_continues_with_messages(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, _) = two_users(&server).await;
+    let room = server.create_room(&alice, json!({ "name": "busy" })).await;
+    let since = sync(&server, &alice, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for n in 0..15 {
+        server.say(&alice, &room, &format!("m{n}")).await;
+    }
+    server
+        .put(
+            &TestServer::room_path(&room, "state/m.room.topic/"),
+            Some(&alice),
+            json!({ "topic": "in the gap" }),
+        )
+        .await;
+    for n in 15..20 {
+        server.say(&alice, &room, &format!("m{n}")).await;
+    }
+    let filter = encode(&json!({ "room": { "timeline": { "limit": 5 } } }).to_string());
+    let body = sync(&server, &alice, &format!("?since={since}&filter={filter}")).await;
+    let joined = &body["rooms"]["join"][&room];
+    assert_eq!(joined["timeline"]["limited"], true);
+    assert_eq!(
+        timeline_bodies(&body, &room),
+        vec!["m15", "m16", "m17", "m18", "m19"]
+    );
+    let state: Vec<&str> = joined["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        state,
+        vec!["m.room.topic"],
+        "state changes in the gap come as state"
+    );
+    let prev = joined["timeline"]["prev_batch"].as_str().unwrap();
+    let (_, page) = server
+        .get(
+            &TestServer::room_path(&room, &format!("messages?dir=b&limit=3&from={prev}")),
+            Some(&alice),
+        )
+        .await;
+    let bodies: Vec<&str> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    assert_eq!(
+        bodies,
+        vec!["m14", "m13"],
+        "prev_batch continues right before the timeline (the topic sits between)"
+    );
+    server.finish().await;
+}
+
+async fn filters_by_id_and_inline(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, bob) = two_users(&server).await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server.join(&bob, &room).await;
+    server.say(&alice, &room, "from alice").await;
+    server.say(&bob, &room, "from bob").await;
+    let (status, created) = server
+        .post(
+            "/_matrix/client/v3/user/@alice:localhost/filter",
+            Some(&alice),
+            json!({ "room": { "timeline": { "senders": ["@bob:localhost"] }, "state": { "lazy_load_members": true } } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let filter_id = created["filter_id"].as_str().unwrap();
+    let body = sync(
+        &server,
+        &alice,
+        &format!("?filter={filter_id}&full_state=true"),
+    )
+    .await;
+    assert_eq!(timeline_bodies(&body, &room), vec!["from bob"]);
+    let inline = encode(
+        &json!({ "room": { "timeline": { "not_types": ["m.room.member"], "limit": 2 } } })
+            .to_string(),
+    );
+    let body = sync(&server, &alice, &format!("?filter={inline}")).await;
+    assert_eq!(
+        timeline_bodies(&body, &room),
+        vec!["from alice", "from bob"]
+    );
+    let unknown = server
+        .get("/_matrix/client/v3/sync?filter=999999", Some(&alice))
+        .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    server.finish().await;
+}
+
+async fn other_rooms_never_appear(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, bob) = two_users(&server).await;
+    let since = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let private = server
+        .create_room(&alice, json!({ "preset": "private_chat" }))
+        .await;
+    server.say(&alice, &private, "secret").await;
+    let body = sync(&server, &bob, &format!("?since={since}&timeout=200")).await;
+    assert!(!body.to_string().contains(&private), "{body}");
+    assert!(!body.to_string().contains("secret"));
+    let initial = sync(&server, &bob, "").await;
+    assert!(!initial.to_string().contains(&private));
+    server.finish().await;
+}
