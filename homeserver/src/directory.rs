@@ -110,6 +110,18 @@ impl Directory {
         }
     }
 
+    /// A room named by its id or by one of its aliases.
+    pub async fn resolve_room(&self, id_or_alias: &str) -> Result<OwnedRoomId> {
+        if id_or_alias.starts_with('#') {
+            let alias = parse_alias(id_or_alias)?;
+            self.resolve_alias(alias)
+                .await?
+                .ok_or_else(|| Error::NotFound("unknown room alias".into()))
+        } else {
+            Ok(parse_room_id(id_or_alias)?.to_owned())
+        }
+    }
+
     /// The room an alias points at; `None` when there is no such local alias
     /// (aliases of other servers are not resolved yet).
     pub async fn resolve_alias(&self, alias: &RoomAliasId) -> Result<Option<OwnedRoomId>> {

@@ -112,6 +112,11 @@ impl Error {
         }
     }
 
+    /// The Matrix error as JSON (`errcode`, `error`, ...), for other transports.
+    pub fn to_matrix_json(&self) -> Value {
+        self.body()
+    }
+
     /// The JSON body clients receive.
     fn body(&self) -> Value {
         let (_, errcode) = self.status_and_code();

@@ -90,11 +90,16 @@ pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Respon
     Error::Internal("request handler panicked".into()).into_response()
 }
 
-/// `/rooms/{roomId}/state/{eventType}/` names the state with an empty key;
-/// the router sees it without the trailing slash, as `/state/{eventType}`.
-pub async fn empty_state_key<E: Endpoint>(next: E, mut req: Request) -> Result<Response> {
+/// Paths the specification spells with a trailing slash, which the router
+/// only knows without it: `/rooms/{roomId}/state/{eventType}/` names the
+/// state with an empty key (routed as `/state/{eventType}`), and
+/// `/pushrules/` is routed as `/pushrules`.
+pub async fn trailing_slashes<E: Endpoint>(next: E, mut req: Request) -> Result<Response> {
     let path = req.uri().path();
-    if path.starts_with("/_matrix/client/") && path.ends_with('/') && is_state_type_path(path) {
+    if path.starts_with("/_matrix/client/")
+        && path.ends_with('/')
+        && (is_state_type_path(path) || is_push_rules_path(path))
+    {
         let trimmed = path.trim_end_matches('/');
         let rebuilt = match req.uri().query() {
             Some(query) => format!("{trimmed}?{query}"),
@@ -111,6 +116,12 @@ pub async fn empty_state_key<E: Endpoint>(next: E, mut req: Request) -> Result<R
 fn is_state_type_path(path: &str) -> bool {
     let segments: Vec<&str> = path.trim_end_matches('/').rsplit('/').take(3).collect();
     matches!(segments.as_slice(), [_, "state", _])
+}
+
+/// `/_matrix/client/{version}/pushrules/`.
+fn is_push_rules_path(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_end_matches('/').rsplit('/').take(4).collect();
+    matches!(segments.as_slice(), ["pushrules", _, "client", "_matrix"])
 }
 
 /// Moves a deprecated `?access_token=` query parameter into the
@@ -186,6 +197,17 @@ mod tests {
         ));
         assert!(!super::is_state_type_path(
             "/_matrix/client/v3/rooms/!r:x/send/m.room.message/"
+        ));
+    }
+
+    #[test]
+    fn recognises_the_push_rules_path() {
+        assert!(super::is_push_rules_path("/_matrix/client/v3/pushrules/"));
+        assert!(!super::is_push_rules_path(
+            "/_matrix/client/v3/pushrules/global/"
+        ));
+        assert!(!super::is_push_rules_path(
+            "/_matrix/client/v3/x/pushrules/"
         ));
     }
 

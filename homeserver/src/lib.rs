@@ -3,9 +3,11 @@
 //! A tour of the modules, from the edge inwards:
 //! - [`server`] assembles the HTTP application and runs it; [`http`] holds the
 //!   plain middleware (CORS, JSON bodies, Matrix errors, metrics).
+//! - [`ws`] is the WebSocket at `/_teatime/ws`, fed by the same sync.
 //! - [`api`] is the documented Client-Server API: thin poem-openapi handlers.
 //! - [`rooms`] builds, signs, authorises and stores room events (with the
 //!   `federation` crate) and serves the read paths with history visibility.
+//! - [`ephemeral`] keeps typing notices and read receipts.
 //! - [`sync`] answers `/sync` from the event and account-data streams and
 //!   wakes long-polls through its notifier.
 //! - [`accounts`] is the account service; [`uia`] its user-interactive auth;
@@ -23,6 +25,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod directory;
+pub mod ephemeral;
 pub mod error;
 pub mod filters;
 pub mod http;
@@ -33,3 +36,4 @@ pub mod state;
 pub mod storage;
 pub mod sync;
 pub mod uia;
+pub mod ws;

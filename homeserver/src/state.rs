@@ -10,6 +10,7 @@ use crate::{
     auth::{Sessions, tokens::TokenKeys},
     config::Config,
     directory::Directory,
+    ephemeral::{Receipts, Typing},
     error::{Error, Result},
     filters::Filters,
     metrics::Metrics,
@@ -32,6 +33,8 @@ pub struct AppState {
     pub filters: Filters,
     pub rooms: Rooms,
     pub syncer: Syncer,
+    pub typing: Arc<Typing>,
+    pub receipts: Receipts,
     pub metrics: Arc<Metrics>,
 }
 
@@ -66,7 +69,9 @@ impl AppState {
             Box::new(RumaAuthorizer),
             notifier.clone(),
         );
-        let syncer = Syncer::new(store.clone(), notifier);
+        let typing = Typing::new(notifier.clone(), store.clone());
+        let receipts = Receipts::new(store.clone(), notifier.clone());
+        let syncer = Syncer::new(store.clone(), notifier, typing.clone());
         Ok(Arc::new(Self {
             config,
             store,
@@ -77,6 +82,8 @@ impl AppState {
             filters,
             rooms,
             syncer,
+            typing,
+            receipts,
             metrics: Arc::new(Metrics::default()),
         }))
     }

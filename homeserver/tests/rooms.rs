@@ -592,6 +592,11 @@ async fn redacted_content_is_stripped_on_every_read_path(backend: Backend) {
         .find(|e| e["event_id"] == redaction_id.as_str())
         .expect("redaction in timeline");
     assert_eq!(redaction_event["content"]["redacts"], secret.as_str());
+    assert_eq!(
+        redaction_event["redacts"],
+        secret.as_str(),
+        "also at the top level for older clients"
+    );
     assert!(
         !serde_json::to_string(&messages)
             .unwrap()

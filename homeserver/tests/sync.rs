@@ -19,6 +19,8 @@ on_both_backends!(
     limited_timeline_continues_with_messages,
     filters_by_id_and_inline,
     other_rooms_never_appear,
+    typing_reaches_members_and_stops,
+    receipts_unread_counts_and_read_markers,
 );
 
 async fn sync(server: &TestServer, token: &str, query: &str) -> Value {
@@ -410,5 +412,168 @@ async fn other_rooms_never_appear(backend: Backend) {
     assert!(!body.to_string().contains("secret"));
     let initial = sync(&server, &bob, "").await;
     assert!(!initial.to_string().contains(&private));
+    server.finish().await;
+}
+
+fn ephemeral<'a>(sync: &'a Value, room: &str, kind: &str) -> Option<&'a Value> {
+    sync["rooms"]["join"][room]["ephemeral"]["events"]
+        .as_array()?
+        .iter()
+        .find(|e| e["type"] == kind)
+        .map(|e| &e["content"])
+}
+
+async fn typing_reaches_members_and_stops(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, bob) = two_users(&server).await;
+    let carol = server.register("carol", PASSWORD).await.access_token;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server.join(&bob, &room).await;
+    let since = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let typing_path = TestServer::room_path(&room, "typing/@alice:localhost");
+    let (body, waited) = long_poll_until(&server, &bob, &since, async {
+        let (status, _) = server
+            .put(
+                &typing_path,
+                Some(&alice),
+                json!({ "typing": true, "timeout": 30000 }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    })
+    .await;
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    assert_eq!(
+        ephemeral(&body, &room, "m.typing"),
+        Some(&json!({ "user_ids": ["@alice:localhost"] }))
+    );
+
+    let since = body["next_batch"].as_str().unwrap().to_owned();
+    server
+        .put(&typing_path, Some(&alice), json!({ "typing": false }))
+        .await;
+    let stopped = sync(&server, &bob, &format!("?since={since}")).await;
+    assert_eq!(
+        ephemeral(&stopped, &room, "m.typing"),
+        Some(&json!({ "user_ids": [] }))
+    );
+
+    let for_someone_else = server
+        .put(&typing_path, Some(&bob), json!({ "typing": true }))
+        .await;
+    assert_error(&for_someone_else, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let outsider = server
+        .put(
+            &TestServer::room_path(&room, "typing/@carol:localhost"),
+            Some(&carol),
+            json!({ "typing": true }),
+        )
+        .await;
+    assert_error(&outsider, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+
+    // A short timeout ends by itself.
+    let since = stopped["next_batch"].as_str().unwrap().to_owned();
+    server
+        .put(
+            &typing_path,
+            Some(&alice),
+            json!({ "typing": true, "timeout": 200 }),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let expired = sync(&server, &bob, &format!("?since={since}")).await;
+    assert_eq!(
+        ephemeral(&expired, &room, "m.typing"),
+        Some(&json!({ "user_ids": [] })),
+        "{expired}"
+    );
+    server.finish().await;
+}
+
+async fn receipts_unread_counts_and_read_markers(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, bob) = two_users(&server).await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server.join(&bob, &room).await;
+    let first = server.say(&alice, &room, "one").await;
+    let second = server.say(&alice, &room, "two").await;
+    let bobs = sync(&server, &bob, "").await;
+    assert_eq!(
+        bobs["rooms"]["join"][&room]["unread_notifications"]["notification_count"],
+        2
+    );
+    let alice_since = sync(&server, &alice, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let receipt = |kind: &'static str, event: String| {
+        let server = &server;
+        let bob = bob.clone();
+        let room = room.clone();
+        async move {
+            let path = TestServer::room_path(&room, &format!("receipt/{kind}/{}", encode(&event)));
+            server.post(&path, Some(&bob), json!({})).await
+        }
+    };
+    assert_eq!(receipt("m.read", second.clone()).await.0, StatusCode::OK);
+    let seen = sync(&server, &alice, &format!("?since={alice_since}")).await;
+    let content = ephemeral(&seen, &room, "m.receipt").expect("receipt");
+    assert!(
+        content[&second]["m.read"]["@bob:localhost"]["ts"].is_u64(),
+        "{content}"
+    );
+    let bobs = sync(&server, &bob, "").await;
+    assert_eq!(
+        bobs["rooms"]["join"][&room]["unread_notifications"]["notification_count"], 0,
+        "read up to the latest"
+    );
+
+    // Receipts do not move backwards; private ones are for their owner.
+    let since = seen["next_batch"].as_str().unwrap().to_owned();
+    assert_eq!(receipt("m.read", first.clone()).await.0, StatusCode::OK);
+    let third = server.say(&alice, &room, "three").await;
+    assert_eq!(
+        receipt("m.read.private", third.clone()).await.0,
+        StatusCode::OK
+    );
+    let after = sync(&server, &alice, &format!("?since={since}")).await;
+    assert!(
+        ephemeral(&after, &room, "m.receipt").is_none(),
+        "neither the older nor the private receipt: {after}"
+    );
+    let bobs = sync(&server, &bob, "").await;
+    let content = ephemeral(&bobs, &room, "m.receipt").expect("bob sees his own");
+    assert!(
+        content[&third]["m.read.private"]["@bob:localhost"].is_object(),
+        "{content}"
+    );
+
+    let bad_type = receipt("m.seen", third.clone()).await;
+    assert_error(&bad_type, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let unknown = receipt("m.read", "$nope".to_owned()).await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    let markers = server
+        .post(
+            &TestServer::room_path(&room, "read_markers"),
+            Some(&bob),
+            json!({ "m.fully_read": third }),
+        )
+        .await;
+    assert_eq!(markers.0, StatusCode::OK, "{}", markers.1);
+    let bobs = sync(&server, &bob, "").await;
+    let data = &bobs["rooms"]["join"][&room]["account_data"]["events"];
+    assert_eq!(
+        data,
+        &json!([{ "type": "m.fully_read", "content": { "event_id": third } }])
+    );
     server.finish().await;
 }

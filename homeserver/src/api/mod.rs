@@ -6,8 +6,10 @@ mod account_data;
 mod devices;
 mod directory;
 mod discovery;
+mod ephemeral;
 mod filters;
 mod profile;
+mod push_rules;
 mod room_events;
 mod rooms;
 mod security;
@@ -35,6 +37,8 @@ enum Tag {
     Devices,
     /// User profiles.
     Profile,
+    /// Push notifications: the push rules.
+    Push,
     /// Room aliases and the published room directory.
     RoomDirectory,
     /// Account data: the user's own configuration, global or per room.
@@ -54,12 +58,14 @@ pub type ClientApi = (
     account::AccountApi,
     devices::DevicesApi,
     profile::ProfileApi,
+    push_rules::PushRulesApi,
     directory::DirectoryApi,
     account_data::AccountDataApi,
     filters::FiltersApi,
     rooms::RoomsApi,
     room_events::RoomEventsApi,
     sync::SyncApi,
+    ephemeral::EphemeralApi,
 );
 
 /// The OpenAPI service for the client API.
@@ -71,19 +77,23 @@ pub fn service() -> OpenApiService<ClientApi, ()> {
             account::AccountApi,
             devices::DevicesApi,
             profile::ProfileApi,
+            push_rules::PushRulesApi,
             directory::DirectoryApi,
             account_data::AccountDataApi,
             filters::FiltersApi,
             rooms::RoomsApi,
             room_events::RoomEventsApi,
             sync::SyncApi,
+            ephemeral::EphemeralApi,
         ),
         "TeaTime Client-Server API",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
         "The Matrix Client-Server API as served by TeaTime (Matrix specification v1.19). \
-         Errors are Matrix errors: a JSON body with `errcode` and `error`.",
+         Errors are Matrix errors: a JSON body with `errcode` and `error`. \
+         Live updates are also pushed over the WebSocket at `GET /_teatime/ws` \
+         (JSON frames; see docs/websocket.md in the repository).",
     )
 }
 

@@ -200,18 +200,7 @@ impl RoomsApi {
         room_id_or_alias: Path<String>,
         body: Json<Option<ReasonRequest>>,
     ) -> Result<Json<RoomIdResponse>> {
-        let target = room_id_or_alias.0;
-        let room_id = if target.starts_with('#') {
-            let alias = RoomAliasId::parse(&target)
-                .map_err(|e| Error::InvalidParam(format!("invalid room alias: {e}")))?;
-            state
-                .directory
-                .resolve_alias(&alias)
-                .await?
-                .ok_or_else(|| Error::NotFound("unknown room alias".into()))?
-        } else {
-            parse_room_id(&target)?.to_owned()
-        };
+        let room_id = state.directory.resolve_room(&room_id_or_alias.0).await?;
         state.rooms.join(&room_id, &auth.0, reason(body)).await?;
         Ok(Json(RoomIdResponse {
             room_id: room_id.to_string(),

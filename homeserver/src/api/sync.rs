@@ -176,10 +176,12 @@ impl SyncApi {
                     account_data: Events {
                         events: update.account_data,
                     },
-                    ephemeral: Events::default(),
+                    ephemeral: Events {
+                        events: update.ephemeral,
+                    },
                     unread_notifications: UnreadNotifications {
                         highlight_count: 0,
-                        notification_count: 0,
+                        notification_count: u64::try_from(update.unread).unwrap_or_default(),
                     },
                 };
                 (room, body)

@@ -31,6 +31,16 @@ pub fn client_fields(
     }
     out.insert("event_id".into(), event_id.into());
     out.insert("room_id".into(), room_id.into());
+    // Room version 11 moved `redacts` into the content; clients written
+    // before it read the top level, so it is served in both places.
+    if !out.contains_key("redacts")
+        && let Some(redacts) = pdu
+            .get("content")
+            .and_then(|c| c.get("redacts"))
+            .filter(|_| pdu.get("type") == Some(&Value::from("m.room.redaction")))
+    {
+        out.insert("redacts".into(), redacts.clone());
+    }
     out
 }
 

@@ -9,6 +9,7 @@ mod devices;
 mod directory;
 mod events;
 mod filters;
+mod receipts;
 mod sync;
 mod uia;
 mod users;
@@ -25,6 +26,7 @@ pub use account_data::{AccountDataRow, GLOBAL_ACCOUNT_DATA};
 pub use devices::{DeviceRow, NewDevice, RefreshOutcome};
 pub use directory::{AliasRow, DirectoryRoom, PublishedRoom};
 pub use events::{Appended, EventRange, NewEvent, NewRoom, RoomRow, StoredEvent};
+pub use receipts::ReceiptRow;
 pub use sync::MembershipRow;
 pub use users::UserRow;
 
@@ -94,6 +96,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "filters",
         include_str!("../../../migrations/sqlite/0004_filters.sql"),
     ),
+    (
+        5,
+        "receipts",
+        include_str!("../../../migrations/sqlite/0005_receipts.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -115,6 +122,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "filters",
         include_str!("../../../migrations/postgres/0004_filters.sql"),
+    ),
+    (
+        5,
+        "receipts",
+        include_str!("../../../migrations/postgres/0005_receipts.sql"),
     ),
 ];
 

@@ -19,6 +19,7 @@ pub use token::SyncToken;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
+    ephemeral::Typing,
     error::Result,
     rooms::{EventFilter, client_event, visibility::Visibility},
     storage::{AccountDataRow, GLOBAL_ACCOUNT_DATA, Store, StoredEvent},
@@ -64,6 +65,8 @@ pub struct SyncFilter {
 #[derive(Debug, Default)]
 pub struct Timeline {
     pub events: Vec<Value>,
+    /// The stream position of each event in `events`.
+    pub positions: Vec<i64>,
     pub limited: bool,
     /// A `/messages` token for the events before these.
     pub prev_batch: String,
@@ -75,6 +78,10 @@ pub struct RoomUpdate {
     pub timeline: Timeline,
     pub state: Vec<Value>,
     pub account_data: Vec<Value>,
+    /// `m.typing` and `m.receipt` events.
+    pub ephemeral: Vec<Value>,
+    /// Messages from others since the user's read receipt (or join).
+    pub unread: i64,
 }
 
 /// A sync response.
@@ -110,6 +117,7 @@ struct TimelineRange {
 pub struct Syncer {
     store: Store,
     notifier: Arc<Notifier>,
+    typing: Arc<Typing>,
 }
 
 fn account_data_event(row: &AccountDataRow) -> Value {
@@ -128,9 +136,13 @@ fn stripped(event: &StoredEvent) -> Result<Value> {
 }
 
 impl Syncer {
-    /// The service over `store`, woken by `notifier`.
-    pub fn new(store: Store, notifier: Arc<Notifier>) -> Self {
-        Self { store, notifier }
+    /// The service over `store` and `typing`, woken by `notifier`.
+    pub fn new(store: Store, notifier: Arc<Notifier>, typing: Arc<Typing>) -> Self {
+        Self {
+            store,
+            notifier,
+            typing,
+        }
     }
 
     /// `GET /sync`: returns at once with anything new (or for an initial
@@ -169,17 +181,29 @@ impl Syncer {
         }
     }
 
-    /// One pass: the response for the current positions, and the rooms the
-    /// user is in (whose changes should wake a waiting sync).
-    async fn sync_once(
+    /// Committed changes from now on (for live connections).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.notifier.subscribe()
+    }
+
+    /// The current position of every stream.
+    pub async fn current_token(&self) -> Result<SyncToken> {
+        Ok(SyncToken {
+            events: self.store.events_position().await?,
+            account_data: self.store.account_data_position().await?,
+            receipts: self.store.receipts_position().await?,
+            typing: self.typing.position(),
+        })
+    }
+
+    /// One pass without waiting: the response for the current positions,
+    /// and the rooms the user is in (whose changes concern them).
+    pub async fn sync_once(
         &self,
         user_id: &str,
         request: &SyncRequest,
     ) -> Result<(SyncResult, HashSet<String>)> {
-        let upto = SyncToken {
-            events: self.store.events_position().await?,
-            account_data: self.store.account_data_position().await?,
-        };
+        let upto = self.current_token().await?;
         let since = request.since;
         let memberships = self.store.user_memberships(user_id).await?;
         let changed = match since {
@@ -221,10 +245,13 @@ impl Syncer {
                     rooms.insert(membership.room_id.clone());
                     let changed_here = changed.as_ref().is_none_or(|c| c.contains(room));
                     let room_data = room_account_data.remove(room).unwrap_or_default();
+                    let seen_since = since.filter(|_| !new_since_token);
+                    let ephemeral = self.ephemeral(room, user_id, seen_since, upto).await?;
                     if !(new_since_token
                         || changed_here
                         || request.full_state
-                        || !room_data.is_empty())
+                        || !room_data.is_empty()
+                        || !ephemeral.is_empty())
                     {
                         continue;
                     }
@@ -238,6 +265,14 @@ impl Syncer {
                         .room_update(user_id, room, range, full, &request.filter)
                         .await?;
                     update.account_data = room_data;
+                    update.ephemeral = ephemeral;
+                    let read_from = self
+                        .store
+                        .read_up_to(room, user_id)
+                        .await?
+                        .unwrap_or(0)
+                        .max(membership.stream_ordering);
+                    update.unread = self.store.unread_messages(room, user_id, read_from).await?;
                     result.join.insert(room.to_owned(), update);
                 }
                 "invite" if new_since_token => {
@@ -333,12 +368,53 @@ impl Syncer {
                     .iter()
                     .map(client_event)
                     .collect::<Result<_>>()?,
+                positions: timeline_events.iter().map(|e| e.stream_ordering).collect(),
                 limited,
                 prev_batch: format!("t{}", start - 1),
             },
             state,
-            account_data: Vec::new(),
+            ..Default::default()
         })
+    }
+
+    /// Typing and receipt changes of a room after `since` (all of them when `None`).
+    async fn ephemeral(
+        &self,
+        room: &str,
+        user_id: &str,
+        since: Option<SyncToken>,
+        upto: SyncToken,
+    ) -> Result<Vec<Value>> {
+        let mut events = Vec::new();
+        if let Some(users) = self
+            .typing
+            .update_since(room, since.map_or(0, |s| s.typing))
+        {
+            events.push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
+        }
+        let receipts = self
+            .store
+            .receipts_since(room, since.map_or(0, |s| s.receipts), upto.receipts)
+            .await?;
+        let mut content = serde_json::Map::new();
+        // Private receipts are for their owner only.
+        let visible = receipts
+            .iter()
+            .filter(|r| r.receipt_type != "m.read.private" || r.user_id == user_id);
+        for receipt in visible {
+            let mut entry = json!({ "ts": receipt.ts });
+            if !receipt.thread_id.is_empty() {
+                entry["thread_id"] = receipt.thread_id.clone().into();
+            }
+            let by_type = content
+                .entry(receipt.event_id.clone())
+                .or_insert_with(|| json!({}));
+            by_type[&receipt.receipt_type][&receipt.user_id] = entry;
+        }
+        if !content.is_empty() {
+            events.push(json!({ "type": "m.receipt", "content": content }));
+        }
+        Ok(events)
     }
 
     /// The stripped state an invitee sees, with the invite itself.

@@ -1,0 +1,179 @@
+//! Typing notifications, read receipts and read markers.
+
+use std::{sync::Arc, time::Duration};
+
+use poem::web::Data;
+use poem_openapi::{Object, OpenApi, param::Path, payload::Json};
+use ruma::EventId;
+use serde_json::{Map, Value};
+
+use super::{AccessToken, Tag, session::Empty};
+use crate::{
+    directory::parse_room_id,
+    ephemeral::ReceiptType,
+    error::{Error, Result},
+    state::AppState,
+};
+
+#[derive(Object)]
+struct TypingRequest {
+    typing: bool,
+    /// How long the user is typing for, in milliseconds (default 30 s, at most 120 s).
+    timeout: Option<u64>,
+}
+
+#[derive(Object)]
+struct ReceiptRequest {
+    /// The thread the receipt is for; absent or `main` for the main timeline.
+    #[oai(deserialize_with = "crate::api::strings_only")]
+    thread_id: Option<String>,
+}
+
+#[derive(Object)]
+struct ReadMarkers {
+    #[oai(rename = "m.fully_read", deserialize_with = "crate::api::strings_only")]
+    fully_read: Option<String>,
+    #[oai(rename = "m.read", deserialize_with = "crate::api::strings_only")]
+    read: Option<String>,
+    #[oai(
+        rename = "m.read.private",
+        deserialize_with = "crate::api::strings_only"
+    )]
+    read_private: Option<String>,
+}
+
+fn parse_event_id(event_id: &str) -> Result<&EventId> {
+    <&EventId>::try_from(event_id)
+        .map_err(|e| Error::InvalidParam(format!("invalid event id: {e}")))
+}
+
+/// Sets the `m.fully_read` marker: room account data the server manages.
+async fn set_fully_read(
+    state: &AppState,
+    auth: &AccessToken,
+    room_id: &ruma::RoomId,
+    event_id: &EventId,
+) -> Result<()> {
+    let user_id = auth.0.user_id.as_str();
+    if state
+        .store
+        .membership(room_id.as_str(), user_id)
+        .await?
+        .as_deref()
+        != Some("join")
+    {
+        return Err(Error::Forbidden("you are not joined to this room".into()));
+    }
+    let content: Map<String, Value> = [("event_id".to_owned(), Value::from(event_id.as_str()))]
+        .into_iter()
+        .collect();
+    state
+        .account_data
+        .set_for_user(&auth.0.user_id, Some(room_id), "m.fully_read", &content)
+        .await?;
+    Ok(())
+}
+
+pub struct EphemeralApi;
+
+#[OpenApi(tag = "Tag::Sync")]
+impl EphemeralApi {
+    /// # PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}
+    /// Says the user is (or stopped) typing in the room.
+    #[oai(
+        path = "/_matrix/client/v3/rooms/:room_id/typing/:user_id",
+        method = "put",
+        operation_id = "setTyping"
+    )]
+    async fn typing(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: AccessToken,
+        room_id: Path<String>,
+        user_id: Path<String>,
+        body: Json<TypingRequest>,
+    ) -> Result<Json<Empty>> {
+        let room_id = parse_room_id(&room_id.0)?;
+        let me = auth.0.user_id.as_str();
+        if user_id.0 != me {
+            return Err(Error::Forbidden(
+                "you can only set your own typing state".into(),
+            ));
+        }
+
+        let timeout = body
+            .0
+            .typing
+            .then(|| Duration::from_millis(body.0.timeout.unwrap_or(30_000)));
+        state.typing.update(&auth.0, room_id, timeout).await?;
+        Ok(Json(Empty {}))
+    }
+
+    /// # POST /_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}
+    /// Records how far the user has read (`m.read`, `m.read.private` or `m.fully_read`).
+    #[oai(
+        path = "/_matrix/client/v3/rooms/:room_id/receipt/:receipt_type/:event_id",
+        method = "post",
+        operation_id = "postReceipt"
+    )]
+    async fn receipt(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: AccessToken,
+        room_id: Path<String>,
+        receipt_type: Path<String>,
+        event_id: Path<String>,
+        body: Json<Option<ReceiptRequest>>,
+    ) -> Result<Json<Empty>> {
+        let room_id = parse_room_id(&room_id.0)?;
+        let event_id = parse_event_id(&event_id.0)?;
+        let thread = body.0.and_then(|b| b.thread_id);
+        let kind = match receipt_type.0.as_str() {
+            "m.read" => ReceiptType::Read,
+            "m.read.private" => ReceiptType::ReadPrivate,
+            "m.fully_read" => {
+                set_fully_read(&state, &auth, room_id, event_id).await?;
+                return Ok(Json(Empty {}));
+            }
+            other => return Err(Error::InvalidParam(format!("unknown receipt type {other}"))),
+        };
+        state
+            .receipts
+            .send(&auth.0, room_id, kind, event_id, thread.as_deref())
+            .await?;
+        Ok(Json(Empty {}))
+    }
+
+    /// # POST /_matrix/client/v3/rooms/{roomId}/read_markers
+    /// Sets the fully-read marker and read receipts at once.
+    #[oai(
+        path = "/_matrix/client/v3/rooms/:room_id/read_markers",
+        method = "post",
+        operation_id = "setReadMarker"
+    )]
+    async fn read_markers(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: AccessToken,
+        room_id: Path<String>,
+        body: Json<ReadMarkers>,
+    ) -> Result<Json<Empty>> {
+        let room_id = parse_room_id(&room_id.0)?;
+        let body = body.0;
+        if let Some(event_id) = &body.fully_read {
+            set_fully_read(&state, &auth, room_id, parse_event_id(event_id)?).await?;
+        }
+        for (kind, event_id) in [
+            (ReceiptType::Read, &body.read),
+            (ReceiptType::ReadPrivate, &body.read_private),
+        ] {
+            if let Some(event_id) = event_id {
+                state
+                    .receipts
+                    .send(&auth.0, room_id, kind, parse_event_id(event_id)?, None)
+                    .await?;
+            }
+        }
+        Ok(Json(Empty {}))
+    }
+}

@@ -1,0 +1,436 @@
+//! The WebSocket at `/_teatime/ws`: a faster door into the same streams as
+//! `/sync`. Each socket holds a sync token; whenever the notifier reports a
+//! change in one of the user's rooms, the socket runs the incremental sync
+//! from its token and sends the result as frames. A slow client therefore
+//! gets larger batches, never an unbounded queue: nothing is buffered per
+//! socket beyond the frames being written.
+//!
+//! Frames are JSON text `{"type": ...}`; the protocol is described in
+//! `docs/websocket.md`.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use poem::{
+    IntoResponse, Request, Response, handler,
+    http::header,
+    web::{
+        Data,
+        websocket::{Message, WebSocket, WebSocketStream},
+    },
+};
+use ruma::EventId;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{
+    auth::Authed,
+    directory::parse_room_id,
+    ephemeral::ReceiptType,
+    error::{Error, Result},
+    state::AppState,
+    sync::{Change, SyncFilter, SyncRequest, SyncToken},
+};
+
+/// How long a client has to authenticate after connecting.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeline events per room a socket catches up with at once.
+const CATCH_UP_LIMIT: usize = 1000;
+/// The largest frame a client may send.
+const MAX_FRAME_BYTES: usize = 128 * 1024;
+
+/// Frames a client sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type")]
+enum ClientFrame {
+    #[serde(rename = "auth")]
+    Auth {
+        token: String,
+        since: Option<String>,
+    },
+    #[serde(rename = "message.send")]
+    MessageSend {
+        room_id: String,
+        txn_id: String,
+        content: Map<String, Value>,
+        event_type: Option<String>,
+    },
+    #[serde(rename = "typing.start")]
+    TypingStart {
+        room_id: String,
+        timeout_ms: Option<u64>,
+    },
+    #[serde(rename = "typing.stop")]
+    TypingStop { room_id: String },
+    #[serde(rename = "room.join")]
+    RoomJoin { room: String },
+    #[serde(rename = "room.leave")]
+    RoomLeave { room_id: String },
+    #[serde(rename = "receipt.send")]
+    ReceiptSend { room_id: String, event_id: String },
+    #[serde(rename = "ping")]
+    Ping,
+}
+
+type Sink = SplitSink<WebSocketStream, Message>;
+
+fn error_frame(error: &Error, re: Option<&str>) -> Value {
+    let mut frame = error.to_matrix_json();
+    frame["type"] = "error".into();
+    if let Some(re) = re {
+        frame["re"] = re.into();
+    }
+    frame
+}
+
+async fn send(sink: &mut Sink, frame: &Value) -> bool {
+    sink.send(Message::Text(frame.to_string())).await.is_ok()
+}
+
+fn bearer(req: &Request) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(str::to_owned)
+}
+
+fn query_value(req: &Request, key: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| v.to_owned())
+    })
+}
+
+/// `GET /_teatime/ws`: upgrades to the WebSocket. A bearer token in the
+/// upgrade request authenticates at once (an invalid one is refused before
+/// the upgrade); otherwise the first frame must be `auth`.
+#[handler]
+pub async fn websocket(req: &Request, ws: WebSocket, state: Data<&Arc<AppState>>) -> Response {
+    let state = Arc::clone(state.0);
+    let ip = req
+        .remote_addr()
+        .as_socket_addr()
+        .map(|a| a.ip().to_string());
+    let authed = match bearer(req) {
+        Some(token) => match state.sessions.authenticate(&token, ip).await {
+            Ok(authed) => Some(authed),
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
+    let since = query_value(req, "since");
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
+    ws.config(config)
+        .on_upgrade(move |socket| serve(state, socket, authed, since))
+        .into_response()
+}
+
+/// Waits for the `auth` frame.
+async fn authenticate(
+    state: &AppState,
+    stream: &mut futures_util::stream::SplitStream<WebSocketStream>,
+) -> Result<(Authed, Option<String>)> {
+    let frame = tokio::time::timeout(AUTH_TIMEOUT, stream.next())
+        .await
+        .map_err(|_| Error::MissingToken)?
+        .ok_or(Error::MissingToken)?
+        .map_err(|_| Error::MissingToken)?;
+    let Message::Text(text) = frame else {
+        return Err(Error::NotJson("frames are JSON text".into()));
+    };
+    match serde_json::from_str::<ClientFrame>(&text) {
+        Ok(ClientFrame::Auth { token, since }) => {
+            Ok((state.sessions.authenticate(&token, None).await?, since))
+        }
+        Ok(_) => Err(Error::MissingToken),
+        Err(e) => Err(Error::BadJson(format!("expected an auth frame: {e}"))),
+    }
+}
+
+async fn serve(
+    state: Arc<AppState>,
+    socket: WebSocketStream,
+    authed: Option<Authed>,
+    since: Option<String>,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let (authed, since) = match authed {
+        Some(authed) => (authed, since),
+        None => match authenticate(&state, &mut stream).await {
+            Ok(authenticated) => authenticated,
+            Err(e) => {
+                send(&mut sink, &error_frame(&e, Some("auth"))).await;
+                let _ = sink.close().await;
+                return;
+            }
+        },
+    };
+    // Subscribe before reading positions, so no change slips between them.
+    let mut changes = state.syncer.subscribe();
+    let start = match since.as_deref().map(SyncToken::parse).transpose() {
+        Ok(Some(token)) => Ok(token),
+        Ok(None) => state.syncer.current_token().await,
+        Err(e) => Err(e),
+    };
+    let mut position = match start {
+        Ok(position) => position,
+        Err(e) => {
+            send(&mut sink, &error_frame(&e, Some("auth"))).await;
+            let _ = sink.close().await;
+            return;
+        }
+    };
+    let user_id = authed.user_id.to_string();
+    let welcome = json!({
+        "type": "auth.success",
+        "user_id": user_id,
+        "device_id": authed.device_id.as_str(),
+        "token": position.to_string(),
+    });
+    if !send(&mut sink, &welcome).await {
+        return;
+    }
+    let Ok(mut rooms) = deliver(&state, &mut sink, &user_id, &mut position).await else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Binary(_))) => {
+                        let error = Error::NotJson("frames are JSON text".into());
+                        if !send(&mut sink, &error_frame(&error, None)).await { break }
+                        continue;
+                    }
+                    _ => break,
+                };
+                for reply in handle(&state, &authed, &text).await {
+                    if !send(&mut sink, &reply).await { return }
+                }
+            }
+            change = changes.recv() => {
+                let relevant = match change {
+                    Ok(Change::Room { room_id, member }) => {
+                        rooms.contains(&room_id) || member.as_deref() == Some(user_id.as_str())
+                    }
+                    Ok(Change::User(user)) => user == user_id,
+                    Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Closed) => break,
+                };
+                if relevant {
+                    match deliver(&state, &mut sink, &user_id, &mut position).await {
+                        Ok(now_in) => rooms = now_in,
+                        Err(()) => return,
+                    }
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Sends everything after `position` and moves it forward; returns the rooms
+/// the user is in. `Err` when the socket is gone.
+async fn deliver(
+    state: &AppState,
+    sink: &mut Sink,
+    user_id: &str,
+    position: &mut SyncToken,
+) -> Result<HashSet<String>, ()> {
+    let request = SyncRequest {
+        since: Some(*position),
+        timeout: Duration::ZERO,
+        full_state: false,
+        filter: SyncFilter {
+            timeline_limit: Some(CATCH_UP_LIMIT),
+            ..SyncFilter::default()
+        },
+    };
+    let (mut result, rooms) = match state.syncer.sync_once(user_id, &request).await {
+        Ok(synced) => synced,
+        Err(e) => {
+            tracing::warn!(error = %e, "websocket sync failed");
+            return if send(sink, &error_frame(&e, None)).await {
+                Ok(HashSet::new())
+            } else {
+                Err(())
+            };
+        }
+    };
+    let next = SyncToken::parse(&result.next_batch).map_err(|_| ())?;
+
+    for (room_id, invite_state) in std::mem::take(&mut result.invite) {
+        if !send(
+            sink,
+            &json!({ "type": "invite", "room_id": room_id, "invite_state": invite_state }),
+        )
+        .await
+        {
+            return Err(());
+        }
+    }
+    // Timeline events of every room, in stream order. A room new to the
+    // client brings its history in /sync; the socket sends only what is new.
+    let mut events: Vec<(i64, String, Value)> = Vec::new();
+    for (room_id, update) in result.join.iter_mut().chain(result.leave.iter_mut()) {
+        let timeline = std::mem::take(&mut update.timeline.events);
+        for (event, at) in timeline
+            .into_iter()
+            .zip(update.timeline.positions.iter().copied())
+        {
+            if at > position.events {
+                events.push((at, room_id.clone(), event));
+            }
+        }
+    }
+    events.sort_by_key(|(at, _, _)| *at);
+    for (at, room_id, event) in events {
+        let resume = SyncToken {
+            events: at,
+            ..*position
+        };
+        let own_membership = event["type"] == "m.room.member" && event["state_key"] == user_id;
+        let membership = event["content"]["membership"].clone();
+        let frame = json!({ "type": "message.new", "room_id": room_id, "event": event, "token": resume.to_string() });
+        if !send(sink, &frame).await {
+            return Err(());
+        }
+        if own_membership
+            && !send(
+                sink,
+                &json!({ "type": "membership", "room_id": room_id, "membership": membership }),
+            )
+            .await
+        {
+            return Err(());
+        }
+    }
+    for (room_id, update) in &result.join {
+        for event in &update.ephemeral {
+            let frame = match event["type"].as_str() {
+                Some("m.typing") => {
+                    json!({ "type": "typing", "room_id": room_id, "user_ids": event["content"]["user_ids"] })
+                }
+                Some("m.receipt") => {
+                    json!({ "type": "receipt", "room_id": room_id, "content": event["content"] })
+                }
+                _ => continue,
+            };
+            if !send(sink, &frame).await {
+                return Err(());
+            }
+        }
+    }
+    *position = next;
+    Ok(rooms)
+}
+
+/// Carries out one client frame and returns the frames to answer with.
+async fn handle(state: &AppState, authed: &Authed, text: &str) -> Vec<Value> {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(e) => return vec![error_frame(&Error::NotJson(format!("not JSON: {e}")), None)],
+    };
+    let kind = value["type"].as_str().unwrap_or_default().to_owned();
+    let frame: ClientFrame = match serde_json::from_value(value) {
+        Ok(frame) => frame,
+        Err(e) => {
+            let error = if [
+                "auth",
+                "message.send",
+                "typing.start",
+                "typing.stop",
+                "room.join",
+                "room.leave",
+                "receipt.send",
+                "ping",
+            ]
+            .contains(&kind.as_str())
+            {
+                Error::BadJson(e.to_string())
+            } else {
+                Error::Unrecognized {
+                    status: poem::http::StatusCode::BAD_REQUEST,
+                }
+            };
+            return vec![error_frame(&error, Some(&kind))];
+        }
+    };
+    let re = match &frame {
+        ClientFrame::MessageSend { txn_id, .. } => txn_id.clone(),
+        _ => kind,
+    };
+    match carry_out(state, authed, frame).await {
+        Ok(reply) => reply.into_iter().collect(),
+        Err(e) => vec![error_frame(&e, Some(&re))],
+    }
+}
+
+async fn carry_out(state: &AppState, authed: &Authed, frame: ClientFrame) -> Result<Option<Value>> {
+    match frame {
+        ClientFrame::Auth { .. } => Err(Error::Unknown("already authenticated".into())),
+        ClientFrame::MessageSend {
+            room_id,
+            txn_id,
+            content,
+            event_type,
+        } => {
+            let room_id = parse_room_id(&room_id)?;
+            let kind = event_type.as_deref().unwrap_or("m.room.message");
+            let event_id = state
+                .rooms
+                .send_message(room_id, authed, kind, Value::Object(content), &txn_id)
+                .await?;
+            Ok(Some(
+                json!({ "type": "message.sent", "txn_id": txn_id, "event_id": event_id }),
+            ))
+        }
+        ClientFrame::TypingStart {
+            room_id,
+            timeout_ms,
+        } => {
+            let timeout = Duration::from_millis(timeout_ms.unwrap_or(30_000));
+            state
+                .typing
+                .update(authed, parse_room_id(&room_id)?, Some(timeout))
+                .await?;
+            Ok(None)
+        }
+        ClientFrame::TypingStop { room_id } => {
+            state
+                .typing
+                .update(authed, parse_room_id(&room_id)?, None)
+                .await?;
+            Ok(None)
+        }
+        ClientFrame::RoomJoin { room } => {
+            let room_id = state.directory.resolve_room(&room).await?;
+            state.rooms.join(&room_id, authed, None).await?;
+            Ok(Some(json!({ "type": "room.joined", "room_id": room_id })))
+        }
+        ClientFrame::RoomLeave { room_id } => {
+            let room_id = parse_room_id(&room_id)?;
+            state.rooms.leave(room_id, authed, None).await?;
+            Ok(Some(json!({ "type": "room.left", "room_id": room_id })))
+        }
+        ClientFrame::ReceiptSend { room_id, event_id } => {
+            let event_id = <&EventId>::try_from(event_id.as_str())
+                .map_err(|e| Error::InvalidParam(format!("invalid event id: {e}")))?;
+            state
+                .receipts
+                .send(
+                    authed,
+                    parse_room_id(&room_id)?,
+                    ReceiptType::Read,
+                    event_id,
+                    None,
+                )
+                .await?;
+            Ok(None)
+        }
+        ClientFrame::Ping => Ok(Some(json!({ "type": "pong" }))),
+    }
+}
