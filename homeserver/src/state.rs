@@ -10,7 +10,7 @@ use crate::{
     auth::{Sessions, tokens::TokenKeys},
     config::Config,
     directory::Directory,
-    ephemeral::{Receipts, Typing},
+    ephemeral::{Receipts, ToDevice, Typing},
     error::{Error, Result},
     filters::Filters,
     metrics::Metrics,
@@ -35,6 +35,7 @@ pub struct AppState {
     pub syncer: Syncer,
     pub typing: Arc<Typing>,
     pub receipts: Receipts,
+    pub to_device: ToDevice,
     pub metrics: Arc<Metrics>,
 }
 
@@ -71,6 +72,7 @@ impl AppState {
         );
         let typing = Typing::new(notifier.clone(), store.clone());
         let receipts = Receipts::new(store.clone(), notifier.clone());
+        let to_device = ToDevice::new(store.clone(), notifier.clone(), config.server_name.clone());
         let syncer = Syncer::new(store.clone(), notifier, typing.clone());
         Ok(Arc::new(Self {
             config,
@@ -84,6 +86,7 @@ impl AppState {
             syncer,
             typing,
             receipts,
+            to_device,
             metrics: Arc::new(Metrics::default()),
         }))
     }

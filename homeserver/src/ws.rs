@@ -191,7 +191,7 @@ async fn serve(
     if !send(&mut sink, &welcome).await {
         return;
     }
-    let Ok(mut rooms) = deliver(&state, &mut sink, &user_id, &mut position).await else {
+    let Ok(mut rooms) = deliver(&state, &mut sink, &authed, &mut position).await else {
         return;
     };
     loop {
@@ -221,7 +221,7 @@ async fn serve(
                     Err(RecvError::Closed) => break,
                 };
                 if relevant {
-                    match deliver(&state, &mut sink, &user_id, &mut position).await {
+                    match deliver(&state, &mut sink, &authed, &mut position).await {
                         Ok(now_in) => rooms = now_in,
                         Err(()) => return,
                     }
@@ -237,10 +237,12 @@ async fn serve(
 async fn deliver(
     state: &AppState,
     sink: &mut Sink,
-    user_id: &str,
+    authed: &Authed,
     position: &mut SyncToken,
 ) -> Result<HashSet<String>, ()> {
+    let user_id = authed.user_id.as_str();
     let request = SyncRequest {
+        device_id: authed.device_id.to_string(),
         since: Some(*position),
         timeout: Duration::ZERO,
         full_state: false,
@@ -323,6 +325,15 @@ async fn deliver(
                 return Err(());
             }
         }
+    }
+    if !result.to_device.is_empty()
+        && !send(
+            sink,
+            &json!({ "type": "to_device", "events": result.to_device }),
+        )
+        .await
+    {
+        return Err(());
     }
     *position = next;
     Ok(rooms)

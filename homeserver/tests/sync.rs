@@ -21,6 +21,7 @@ on_both_backends!(
     other_rooms_never_appear,
     typing_reaches_members_and_stops,
     receipts_unread_counts_and_read_markers,
+    to_device_messages_arrive_once,
 );
 
 async fn sync(server: &TestServer, token: &str, query: &str) -> Value {
@@ -575,5 +576,84 @@ async fn receipts_unread_counts_and_read_markers(backend: Backend) {
         data,
         &json!([{ "type": "m.fully_read", "content": { "event_id": third } }])
     );
+    server.finish().await;
+}
+
+async fn to_device_messages_arrive_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, bob) = two_users(&server).await;
+    let bob_laptop = server.login("bob", PASSWORD).await;
+    let (_, whoami) = server.whoami(&bob).await;
+    let bob_phone = whoami["device_id"].as_str().unwrap().to_owned();
+    let since = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let path = "/_matrix/client/v3/sendToDevice/m.room_key_request/k1";
+    let body = json!({ "messages": { "@bob:localhost": { bob_phone.clone(): { "secret": 1 } } } });
+    let (body_after, waited) = long_poll_until(&server, &bob, &since, async {
+        let (status, reply) = server.put(path, Some(&alice), body.clone()).await;
+        assert_eq!((status, reply), (StatusCode::OK, json!({})));
+    })
+    .await;
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    assert_eq!(
+        body_after["to_device"]["events"],
+        json!([{ "sender": "@alice:localhost", "type": "m.room_key_request", "content": { "secret": 1 } }])
+    );
+    // The laptop did not get the phone's message.
+    let laptop = sync(&server, &bob_laptop.access_token, "").await;
+    assert_eq!(laptop["to_device"]["events"], json!([]));
+
+    // A retried transaction sends nothing; syncing past a message removes it.
+    server.put(path, Some(&alice), body.clone()).await;
+    let next = body_after["next_batch"].as_str().unwrap().to_owned();
+    let after = sync(&server, &bob, &format!("?since={next}&timeout=0")).await;
+    assert_eq!(
+        after["to_device"]["events"],
+        json!([]),
+        "delivered once: {after}"
+    );
+    let again = sync(&server, &bob, &format!("?since={next}&timeout=0")).await;
+    assert_eq!(again["to_device"]["events"], json!([]));
+
+    // `*` reaches every device of the user.
+    server
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.dummy/k2",
+            Some(&alice),
+            json!({ "messages": { "@bob:localhost": { "*": { "n": 2 } } } }),
+        )
+        .await;
+    let laptop = sync(
+        &server,
+        &bob_laptop.access_token,
+        &format!("?since={}", laptop["next_batch"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(
+        laptop["to_device"]["events"][0]["content"],
+        json!({ "n": 2 })
+    );
+    let phone = sync(
+        &server,
+        &bob,
+        &format!("?since={}", after["next_batch"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(
+        phone["to_device"]["events"][0]["content"],
+        json!({ "n": 2 })
+    );
+
+    let remote = server
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.dummy/k3",
+            Some(&alice),
+            json!({ "messages": { "@carol:elsewhere.example": { "*": {} } } }),
+        )
+        .await;
+    assert_error(&remote, StatusCode::FORBIDDEN, "M_FORBIDDEN");
     server.finish().await;
 }

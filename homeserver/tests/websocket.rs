@@ -19,6 +19,7 @@ on_both_backends!(
     sends_messages_and_joins_rooms,
     typing_reaches_other_sockets,
     never_shows_rooms_the_user_is_not_in,
+    to_device_messages_reach_the_socket,
 );
 
 struct Socket(WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>);
@@ -318,6 +319,27 @@ async fn never_shows_rooms_the_user_is_not_in(backend: Backend) {
     assert_eq!(
         frame["event"]["content"]["body"], "public",
         "the private room's events never arrive"
+    );
+    server.finish().await;
+}
+
+async fn to_device_messages_reach_the_socket(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, bob) = two_users(&server).await;
+    let (mut socket, welcome) = Socket::login(&server, &bob, None).await;
+    let device = welcome["device_id"].as_str().unwrap().to_owned();
+    let (status, _) = server
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.call.invite/ws1",
+            Some(&alice),
+            json!({ "messages": { "@bob:localhost": { device: { "offer": "sdp" } } } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let frame = socket.next_of("to_device").await;
+    assert_eq!(
+        frame["events"],
+        json!([{ "sender": "@alice:localhost", "type": "m.call.invite", "content": { "offer": "sdp" } }])
     );
     server.finish().await;
 }

@@ -1,6 +1,6 @@
 //! Typing notifications, read receipts and read markers.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use poem::web::Data;
 use poem_openapi::{Object, OpenApi, param::Path, payload::Json};
@@ -74,6 +74,12 @@ async fn set_fully_read(
     Ok(())
 }
 
+#[derive(Object)]
+struct SendToDevice {
+    /// User id to device id (or `*`) to message content.
+    messages: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
 pub struct EphemeralApi;
 
 #[OpenApi(tag = "Tag::Sync")]
@@ -140,6 +146,28 @@ impl EphemeralApi {
         state
             .receipts
             .send(&auth.0, room_id, kind, event_id, thread.as_deref())
+            .await?;
+        Ok(Json(Empty {}))
+    }
+
+    /// # PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}
+    /// Sends messages straight to devices; a repeated transaction id sends nothing.
+    #[oai(
+        path = "/_matrix/client/v3/sendToDevice/:event_type/:txn_id",
+        method = "put",
+        operation_id = "sendToDevice"
+    )]
+    async fn send_to_device(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: AccessToken,
+        event_type: Path<String>,
+        txn_id: Path<String>,
+        body: Json<SendToDevice>,
+    ) -> Result<Json<Empty>> {
+        state
+            .to_device
+            .send(&auth.0, &event_type.0, &txn_id.0, body.0.messages)
             .await?;
         Ok(Json(Empty {}))
     }

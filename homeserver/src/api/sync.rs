@@ -159,6 +159,7 @@ impl SyncApi {
             }
         };
         let request = SyncRequest {
+            device_id: auth.0.device_id.to_string(),
             since: since.0.as_deref().map(SyncToken::parse).transpose()?,
             timeout: Duration::from_millis(timeout.0.unwrap_or(0)),
             full_state: full_state.0.unwrap_or(false),
@@ -225,7 +226,9 @@ impl SyncApi {
                 events: result.account_data,
             },
             presence: Events::default(),
-            to_device: Events::default(),
+            to_device: Events {
+                events: result.to_device,
+            },
         }))
     }
 }

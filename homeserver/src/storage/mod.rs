@@ -11,6 +11,7 @@ mod events;
 mod filters;
 mod receipts;
 mod sync;
+mod to_device;
 mod uia;
 mod users;
 
@@ -28,6 +29,7 @@ pub use directory::{AliasRow, DirectoryRoom, PublishedRoom};
 pub use events::{Appended, EventRange, NewEvent, NewRoom, RoomRow, StoredEvent};
 pub use receipts::ReceiptRow;
 pub use sync::MembershipRow;
+pub use to_device::ToDeviceMessage;
 pub use users::UserRow;
 
 use crate::error::Result;
@@ -101,6 +103,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "receipts",
         include_str!("../../../migrations/sqlite/0005_receipts.sql"),
     ),
+    (
+        6,
+        "to_device",
+        include_str!("../../../migrations/sqlite/0006_to_device.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -127,6 +134,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "receipts",
         include_str!("../../../migrations/postgres/0005_receipts.sql"),
+    ),
+    (
+        6,
+        "to_device",
+        include_str!("../../../migrations/postgres/0006_to_device.sql"),
     ),
 ];
 

@@ -42,6 +42,8 @@ const INVITE_STATE_TYPES: &[&str] = &[
 /// What the client asked for.
 #[derive(Debug, Default, Clone)]
 pub struct SyncRequest {
+    /// The syncing device, whose to-device messages come along.
+    pub device_id: String,
     pub since: Option<SyncToken>,
     pub timeout: Duration,
     pub full_state: bool,
@@ -92,6 +94,7 @@ pub struct SyncResult {
     pub invite: BTreeMap<String, Vec<Value>>,
     pub leave: BTreeMap<String, RoomUpdate>,
     pub account_data: Vec<Value>,
+    pub to_device: Vec<Value>,
 }
 
 impl SyncResult {
@@ -100,6 +103,7 @@ impl SyncResult {
             && self.invite.is_empty()
             && self.leave.is_empty()
             && self.account_data.is_empty()
+            && self.to_device.is_empty()
     }
 }
 
@@ -193,6 +197,7 @@ impl Syncer {
             account_data: self.store.account_data_position().await?,
             receipts: self.store.receipts_position().await?,
             typing: self.typing.position(),
+            to_device: self.store.to_device_position().await?,
         })
     }
 
@@ -231,6 +236,26 @@ impl Syncer {
                     .or_default()
                     .push(account_data_event(row));
             }
+        }
+
+        // Messages up to `since` reached the device: they can go.
+        let device = request.device_id.as_str();
+        if let Some(since) = since {
+            self.store
+                .acknowledge_to_device(user_id, device, since.to_device)
+                .await?;
+        }
+        let to_device_since = since.map_or(0, |s| s.to_device);
+        for message in self
+            .store
+            .to_device_messages(user_id, device, to_device_since, upto.to_device)
+            .await?
+        {
+            let content: Value =
+                serde_json::from_str(&message.content).unwrap_or_else(|_| json!({}));
+            result.to_device.push(
+                json!({ "sender": message.sender, "type": message.event_type, "content": content }),
+            );
         }
 
         let mut rooms = HashSet::new();

@@ -1,5 +1,5 @@
 //! Sync tokens: the position of every stream a client has seen, opaque to
-//! clients (`s<events>_<account data>_<receipts>_<typing>`).
+//! clients (`s<events>_<account data>_<receipts>_<typing>_<to-device>`).
 
 use crate::error::{Error, Result};
 
@@ -10,6 +10,7 @@ pub struct SyncToken {
     pub account_data: i64,
     pub receipts: i64,
     pub typing: i64,
+    pub to_device: i64,
 }
 
 impl SyncToken {
@@ -22,7 +23,7 @@ impl SyncToken {
             .split('_')
             .map(|p| p.parse().map_err(|_| malformed()))
             .collect::<Result<_>>()?;
-        let [events, account_data, receipts, typing] = positions[..] else {
+        let [events, account_data, receipts, typing, to_device] = positions[..] else {
             return Err(malformed());
         };
         Ok(SyncToken {
@@ -30,16 +31,23 @@ impl SyncToken {
             account_data,
             receipts,
             typing,
+            to_device,
         })
     }
 }
 
 impl std::fmt::Display for SyncToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let SyncToken {
+            events,
+            account_data,
+            receipts,
+            typing,
+            to_device,
+        } = self;
         write!(
             f,
-            "s{}_{}_{}_{}",
-            self.events, self.account_data, self.receipts, self.typing
+            "s{events}_{account_data}_{receipts}_{typing}_{to_device}"
         )
     }
 }
@@ -55,17 +63,18 @@ mod tests {
             account_data: 7,
             receipts: 3,
             typing: 9,
+            to_device: 5,
         };
-        assert_eq!(token.to_string(), "s42_7_3_9");
-        assert_eq!(SyncToken::parse("s42_7_3_9").unwrap(), token);
+        assert_eq!(token.to_string(), "s42_7_3_9_5");
+        assert_eq!(SyncToken::parse("s42_7_3_9_5").unwrap(), token);
         for bad in [
             "",
             "s42",
-            "s42_7",
-            "t42_7_3_9",
-            "s4x_7_3_9",
-            "s42_7_3_",
-            "s1_2_3_4_5",
+            "s42_7_3_9",
+            "t42_7_3_9_5",
+            "s4x_7_3_9_5",
+            "s42_7_3_9_",
+            "s1_2_3_4_5_6",
         ] {
             assert!(SyncToken::parse(bad).is_err(), "{bad}");
         }
