@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs, idempotently: cargo-nextest,
-# rustfmt/clippy, PostgreSQL on 127.0.0.1:5432, and the npm packages of the
-# client interoperability tests. Safe to run on every `make test`.
+# rustfmt/clippy, PostgreSQL on 127.0.0.1:5432, Redis on 127.0.0.1:6379, and
+# the npm packages of the client interoperability tests. Safe to run on every `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +45,18 @@ fi
 for db in $(psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'teatime_test_%'" 2>/dev/null); do
     psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
 done
+
+# Redis: the multi-instance tests share changes through 127.0.0.1:6379.
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "installing Redis"
+    apt_install redis-server
+fi
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    echo "starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+    for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "Redis is not answering on 127.0.0.1:6379" >&2; exit 1; }
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "installing Node.js"

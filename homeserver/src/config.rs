@@ -46,6 +46,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `sqlite://...` or `postgres://...`; default: SQLite file in the data dir.
     pub database_url: Option<String>,
+    /// `redis://...`: share changes with the other instances using the same
+    /// database; unset: one instance, in-memory notifications.
+    pub redis_url: Option<String>,
     /// Upper bound of the database connection pool.
     pub database_max_connections: u32,
     /// Who may register.
@@ -79,6 +82,7 @@ impl Default for Config {
             public_baseurl: None,
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            redis_url: None,
             database_max_connections: 16,
             registration: RegistrationMode::Open,
             registration_token: None,
@@ -136,6 +140,14 @@ impl Config {
             return Err(invalid(
                 "database_url",
                 "must start with sqlite: or postgres://",
+            ));
+        }
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "redis_url",
+                "must start with redis:// or rediss://",
             ));
         }
         if self.registration == RegistrationMode::Token
@@ -205,6 +217,7 @@ const TEXT_KEYS: &[&str] = &[
     "public_baseurl",
     "data_dir",
     "database_url",
+    "redis_url",
     "registration_token",
     "token_secret",
 ];

@@ -2,6 +2,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use tokio::sync::broadcast::error::RecvError;
+
 use federation::{auth::RumaAuthorizer, keys::SigningKey};
 
 use crate::{
@@ -16,7 +18,7 @@ use crate::{
     metrics::Metrics,
     rooms::Rooms,
     storage::Store,
-    sync::{Notifier, Syncer},
+    sync::{Change, Notifier, Syncer},
 };
 
 /// The server's ed25519 signing key, in the data dir.
@@ -52,10 +54,18 @@ impl AppState {
         let store = Store::connect(&config.database_url(), config.database_max_connections).await?;
         let keys = TokenKeys::load_or_create(config.token_secret.as_deref(), &config.data_dir)?;
         let lifetime = Duration::from_millis(config.access_token_lifetime_ms);
-        let sessions = Arc::new(Sessions::new(store.clone(), keys, lifetime));
+        let notifier = Arc::new(match &config.redis_url {
+            Some(url) => Notifier::redis(url).await?,
+            None => Notifier::default(),
+        });
+        let sessions = Arc::new(Sessions::new(
+            store.clone(),
+            keys,
+            lifetime,
+            notifier.clone(),
+        ));
         let accounts = Accounts::new(store.clone(), sessions.clone(), config.clone());
         let directory = Directory::new(store.clone(), &config.server_name)?;
-        let notifier = Arc::new(Notifier::default());
         let account_data = AccountData::new(store.clone(), notifier.clone());
         let filters = Filters::new(store.clone());
         let signing_key = Arc::new(SigningKey::load_or_generate(
@@ -73,6 +83,7 @@ impl AppState {
         let typing = Typing::new(notifier.clone(), store.clone());
         let receipts = Receipts::new(store.clone(), notifier.clone());
         let to_device = ToDevice::new(store.clone(), notifier.clone(), config.server_name.clone());
+        apply_remote_changes(&notifier, sessions.clone(), typing.clone());
         let syncer = Syncer::new(store.clone(), notifier, typing.clone());
         Ok(Arc::new(Self {
             config,
@@ -90,4 +101,28 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
         }))
     }
+}
+
+/// Applies what other instances announce: ended sessions leave the token
+/// cache, typing notices are replayed. If announcements were missed, every
+/// cached session is dropped (they reload from the database).
+fn apply_remote_changes(notifier: &Notifier, sessions: Arc<Sessions>, typing: Arc<Typing>) {
+    let mut remote = notifier.subscribe_remote();
+    tokio::spawn(async move {
+        loop {
+            match remote.recv().await {
+                Ok(Change::SessionsEnded(ids)) => sessions.forget_here(&ids),
+                Ok(Change::Typing {
+                    room_id,
+                    user_id,
+                    timeout_ms,
+                }) => {
+                    typing.apply_remote(&room_id, &user_id, timeout_ms.map(Duration::from_millis));
+                }
+                Ok(Change::Missed) | Err(RecvError::Lagged(_)) => sessions.forget_all_here(),
+                Ok(Change::Room { .. } | Change::User(_)) => {}
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
 }

@@ -217,6 +217,9 @@ async fn serve(
                         rooms.contains(&room_id) || member.as_deref() == Some(user_id.as_str())
                     }
                     Ok(Change::User(user)) => user == user_id,
+                    Ok(Change::Typing { room_id, .. }) => rooms.contains(&room_id),
+                    Ok(Change::SessionsEnded(_)) => false,
+                    Ok(Change::Missed) => true,
                     Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => break,
                 };

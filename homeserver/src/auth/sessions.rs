@@ -20,6 +20,7 @@ use super::tokens::{self, Claims, TokenKeys, TokenRejection};
 use crate::{
     error::{Error, Result},
     storage::{DeviceRow, NewDevice, RefreshOutcome, Store, now_ms},
+    sync::{Change, Notifier},
 };
 
 /// Sessions kept in memory; more fall back to the database.
@@ -52,6 +53,7 @@ struct LiveSession {
 /// Issues and checks tokens for device sessions.
 pub struct Sessions {
     store: Store,
+    notifier: Arc<Notifier>,
     keys: TokenKeys,
     access_lifetime: Duration,
     cache: Cache<String, Arc<LiveSession>>,
@@ -86,11 +88,17 @@ impl PendingLogin {
 
 impl Sessions {
     /// Sessions over `store`, with tokens signed by `keys`.
-    pub fn new(store: Store, keys: TokenKeys, access_lifetime: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        keys: TokenKeys,
+        access_lifetime: Duration,
+        notifier: Arc<Notifier>,
+    ) -> Self {
         Self {
             store,
             keys,
             access_lifetime,
+            notifier,
             cache: Cache::new(CACHED_SESSIONS),
         }
     }
@@ -223,11 +231,26 @@ impl Sessions {
         }
     }
 
-    /// Drops ended sessions from the cache; their tokens fail from now on.
+    /// Ends sessions here and on every other instance: their tokens fail from now on.
     pub fn forget(&self, session_ids: &[String]) {
+        self.forget_here(session_ids);
+        if !session_ids.is_empty() {
+            self.notifier
+                .publish(Change::SessionsEnded(session_ids.to_vec()));
+        }
+    }
+
+    /// Drops ended sessions from this instance's cache.
+    pub fn forget_here(&self, session_ids: &[String]) {
         for sid in session_ids {
             self.cache.remove(sid);
         }
+    }
+
+    /// Drops every cached session (when ends announced elsewhere may have
+    /// been missed); they are read from the database again.
+    pub fn forget_all_here(&self) {
+        self.cache.clear();
     }
 }
 

@@ -79,39 +79,53 @@ impl Typing {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `user` started (`Some(timeout)`) or stopped (`None`) typing in `room`.
+    /// `user` started (`Some(timeout)`) or stopped (`None`) typing in
+    /// `room`: recorded here and announced to every instance.
     pub fn set(self: &Arc<Self>, room: &str, user: &str, typing: Option<Duration>) {
-        let changed = {
-            let mut state = self.lock();
-            state.next_serial += 1;
-            let serial = state.next_serial;
-            state.position += 1;
-            let position = state.position;
-            let entry = state.rooms.entry(room.to_owned()).or_default();
-            let changed = match typing {
-                Some(timeout) => {
-                    let was_typing = entry.users.insert(user.to_owned(), serial).is_some();
-                    let expiry = Arc::clone(self);
-                    let (room, user) = (room.to_owned(), user.to_owned());
-                    tokio::spawn(async move {
-                        tokio::time::sleep(timeout.min(MAX_TYPING_TIMEOUT)).await;
-                        expiry.expire(&room, &user, serial);
-                    });
-                    !was_typing
-                }
-                None => entry.users.remove(user).is_some(),
-            };
-            if changed {
-                entry.changed_at = position;
-            }
-            changed
-        };
-        if changed {
-            self.notifier.publish(Change::Room {
+        self.record(room, user, typing);
+        let timeout_ms = typing.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        self.notifier.publish(Change::Typing {
+            room_id: room.to_owned(),
+            user_id: user.to_owned(),
+            timeout_ms,
+        });
+    }
+
+    /// Replays another instance's typing change here, then wakes local listeners.
+    pub fn apply_remote(self: &Arc<Self>, room: &str, user: &str, typing: Option<Duration>) {
+        if self.record(room, user, typing) {
+            self.notifier.publish_local(Change::Room {
                 room_id: room.to_owned(),
                 member: None,
             });
         }
+    }
+
+    /// Updates the state; `true` when who is typing changed.
+    fn record(self: &Arc<Self>, room: &str, user: &str, typing: Option<Duration>) -> bool {
+        let mut state = self.lock();
+        state.next_serial += 1;
+        let serial = state.next_serial;
+        state.position += 1;
+        let position = state.position;
+        let entry = state.rooms.entry(room.to_owned()).or_default();
+        let changed = match typing {
+            Some(timeout) => {
+                let was_typing = entry.users.insert(user.to_owned(), serial).is_some();
+                let expiry = Arc::clone(self);
+                let (room, user) = (room.to_owned(), user.to_owned());
+                tokio::spawn(async move {
+                    tokio::time::sleep(timeout.min(MAX_TYPING_TIMEOUT)).await;
+                    expiry.expire(&room, &user, serial);
+                });
+                !was_typing
+            }
+            None => entry.users.remove(user).is_some(),
+        };
+        if changed {
+            entry.changed_at = position;
+        }
+        changed
     }
 
     /// Ends a typing notice unless it was renewed since.
@@ -130,7 +144,8 @@ impl Typing {
             }
         };
         if expired {
-            self.notifier.publish(Change::Room {
+            // Every instance expires its own copy; only local listeners need waking.
+            self.notifier.publish_local(Change::Room {
                 room_id: room.to_owned(),
                 member: None,
             });
@@ -142,12 +157,13 @@ impl Typing {
         self.lock().position
     }
 
-    /// Who is typing in `room`, when that changed after position `since`
-    /// (or `since` is from before a restart).
-    pub fn update_since(&self, room: &str, since: i64) -> Option<Vec<String>> {
+    /// Who is typing in `room`, when that last changed after position
+    /// `since` and by `upto` (a later change is for the next sync), or when
+    /// `since` is from before a restart.
+    pub fn update_since(&self, room: &str, since: i64, upto: i64) -> Option<Vec<String>> {
         let state = self.lock();
         let entry = state.rooms.get(room)?;
-        if entry.changed_at > since || since > state.position {
+        if (entry.changed_at > since && entry.changed_at <= upto) || since > state.position {
             let mut users: Vec<String> = entry.users.keys().cloned().collect();
             users.sort();
             Some(users)
@@ -170,18 +186,26 @@ mod tests {
     #[tokio::test]
     async fn typing_starts_stops_and_expires() {
         let typing = Typing::new(Arc::new(Notifier::default()), test_store().await);
-        assert_eq!(typing.update_since("!r", 0), None);
+        assert_eq!(typing.update_since("!r", 0, i64::MAX), None);
         typing.set("!r", "@a", Some(Duration::from_secs(30)));
         let after_start = typing.position();
-        assert_eq!(typing.update_since("!r", 0), Some(vec!["@a".to_owned()]));
         assert_eq!(
-            typing.update_since("!r", after_start),
+            typing.update_since("!r", 0, after_start - 1),
+            None,
+            "a change after upto waits for the next sync"
+        );
+        assert_eq!(
+            typing.update_since("!r", 0, i64::MAX),
+            Some(vec!["@a".to_owned()])
+        );
+        assert_eq!(
+            typing.update_since("!r", after_start, i64::MAX),
             None,
             "nothing new since"
         );
         typing.set("!r", "@a", None);
         assert_eq!(
-            typing.update_since("!r", after_start),
+            typing.update_since("!r", after_start, i64::MAX),
             Some(vec![]),
             "stopping is news"
         );
@@ -189,12 +213,12 @@ mod tests {
         let before_expiry = typing.position();
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(
-            typing.update_since("!r", before_expiry),
+            typing.update_since("!r", before_expiry, i64::MAX),
             Some(vec![]),
             "expired"
         );
         assert!(
-            typing.update_since("!r", i64::MAX).is_some(),
+            typing.update_since("!r", i64::MAX, i64::MAX).is_some(),
             "a token from before a restart gets the state"
         );
     }
@@ -206,6 +230,9 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(15)).await;
         typing.set("!r", "@a", Some(Duration::from_secs(30)));
         tokio::time::sleep(Duration::from_millis(40)).await;
-        assert_eq!(typing.update_since("!r", 0), Some(vec!["@a".to_owned()]));
+        assert_eq!(
+            typing.update_since("!r", 0, i64::MAX),
+            Some(vec!["@a".to_owned()])
+        );
     }
 }

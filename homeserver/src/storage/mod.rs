@@ -226,7 +226,15 @@ impl Store {
         let order = self.write_order.clone().lock_owned().await;
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                // Other instances sharing the database take turns too, so
+                // positions become visible in order across all of them.
+                sqlx::query("SELECT pg_advisory_xact_lock(7263000)")
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
         };
         Ok(WriteTx { tx, _order: order })
     }

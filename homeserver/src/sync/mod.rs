@@ -174,6 +174,9 @@ impl Syncer {
                         rooms.contains(&room_id) || member.as_deref() == Some(user_id)
                     }
                     Ok(Change::User(user)) => user == user_id,
+                    Ok(Change::Typing { room_id, .. }) => rooms.contains(&room_id),
+                    Ok(Change::SessionsEnded(_)) => false,
+                    Ok(Change::Missed) => true,
                     // Missed some changes: look again.
                     Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => return Ok(result),
@@ -411,9 +414,9 @@ impl Syncer {
         upto: SyncToken,
     ) -> Result<Vec<Value>> {
         let mut events = Vec::new();
-        if let Some(users) = self
-            .typing
-            .update_since(room, since.map_or(0, |s| s.typing))
+        if let Some(users) =
+            self.typing
+                .update_since(room, since.map_or(0, |s| s.typing), upto.typing)
         {
             events.push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
         }

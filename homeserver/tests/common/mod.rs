@@ -171,6 +171,25 @@ impl TestServer {
         &self.config
     }
 
+    /// A second instance on the same database and data dir (token secret,
+    /// signing key), as several instances behind a load balancer are run.
+    /// Finishing it leaves the database to the first instance.
+    pub async fn another_instance(&self) -> TestServer {
+        let config = self.config.clone();
+        let server = server::start(config.clone())
+            .await
+            .expect("second instance starts");
+        TestServer {
+            base: format!("http://{}", server.addr),
+            http: reqwest::Client::new(),
+            backend: self.backend,
+            server: Some(server),
+            config,
+            postgres_database: None,
+            _data_dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
     /// Stops and starts the server again on the same data (a new port).
     pub async fn restart(&mut self) {
         if let Some(server) = self.server.take() {
