@@ -12,7 +12,7 @@ use crate::{
     auth::{Sessions, tokens::TokenKeys},
     config::Config,
     directory::Directory,
-    ephemeral::{Receipts, ToDevice, Typing},
+    ephemeral::{Presence, Receipts, ToDevice, Typing},
     error::{Error, Result},
     filters::Filters,
     metrics::Metrics,
@@ -37,6 +37,7 @@ pub struct AppState {
     pub syncer: Syncer,
     pub typing: Arc<Typing>,
     pub receipts: Receipts,
+    pub presence: Presence,
     pub to_device: ToDevice,
     pub metrics: Arc<Metrics>,
 }
@@ -82,6 +83,7 @@ impl AppState {
         );
         let typing = Typing::new(notifier.clone(), store.clone());
         let receipts = Receipts::new(store.clone(), notifier.clone());
+        let presence = Presence::new(store.clone(), notifier.clone());
         let to_device = ToDevice::new(store.clone(), notifier.clone(), config.server_name.clone());
         apply_remote_changes(&notifier, sessions.clone(), typing.clone());
         let syncer = Syncer::new(store.clone(), notifier, typing.clone());
@@ -97,6 +99,7 @@ impl AppState {
             syncer,
             typing,
             receipts,
+            presence,
             to_device,
             metrics: Arc::new(Metrics::default()),
         }))

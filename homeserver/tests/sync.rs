@@ -22,6 +22,8 @@ on_both_backends!(
     typing_reaches_members_and_stops,
     receipts_unread_counts_and_read_markers,
     to_device_messages_arrive_once,
+    long_poll_wakes_for_a_receipt,
+    presence_is_shared_with_room_members,
 );
 
 async fn sync(server: &TestServer, token: &str, query: &str) -> Value {
@@ -655,5 +657,132 @@ async fn to_device_messages_arrive_once(backend: Backend) {
         )
         .await;
     assert_error(&remote, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    server.finish().await;
+}
+
+async fn long_poll_wakes_for_a_receipt(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, bob) = two_users(&server).await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server.join(&bob, &room).await;
+    let event = server.say(&alice, &room, "read me").await;
+    let since = sync(&server, &alice, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let receipt_path = TestServer::room_path(&room, &format!("receipt/m.read/{}", encode(&event)));
+    let (body, waited) = long_poll_until(&server, &alice, &since, async {
+        let (status, _) = server.post(&receipt_path, Some(&bob), json!({})).await;
+        assert_eq!(status, StatusCode::OK);
+    })
+    .await;
+    assert!(
+        waited < Duration::from_secs(10),
+        "woke for the receipt: {waited:?}"
+    );
+    let content = ephemeral(&body, &room, "m.receipt").expect("the receipt");
+    assert!(
+        content[&event]["m.read"]["@bob:localhost"].is_object(),
+        "{content}"
+    );
+    server.finish().await;
+}
+
+async fn presence_is_shared_with_room_members(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice, bob) = two_users(&server).await;
+    let carol = server.register("carol", PASSWORD).await.access_token;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server.join(&bob, &room).await;
+
+    // Syncing marks a user online; set_presence says otherwise.
+    sync(&server, &bob, "").await;
+    let (status, bobs) = server
+        .get(
+            "/_matrix/client/v3/presence/@bob:localhost/status",
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{bobs}");
+    assert_eq!(
+        (
+            bobs["presence"].as_str(),
+            bobs["currently_active"].as_bool()
+        ),
+        (Some("online"), Some(true))
+    );
+    sync(&server, &bob, "?set_presence=offline").await;
+    let (_, bobs) = server
+        .get(
+            "/_matrix/client/v3/presence/@bob:localhost/status",
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(bobs["presence"], "offline");
+
+    let since = sync(&server, &alice, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let presence_path = "/_matrix/client/v3/presence/@bob:localhost/status";
+    let (body, waited) = long_poll_until(&server, &alice, &since, async {
+        let (status, _) = server
+            .put(
+                presence_path,
+                Some(&bob),
+                json!({ "presence": "unavailable", "status_msg": "brb" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    })
+    .await;
+    assert!(
+        waited < Duration::from_secs(10),
+        "woke for a contact's presence: {waited:?}"
+    );
+    let bobs: Vec<&Value> = body["presence"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["sender"] == "@bob:localhost")
+        .collect();
+    assert_eq!(bobs.len(), 1, "{body}");
+    assert_eq!(bobs[0]["type"], "m.presence");
+    assert_eq!(
+        (
+            bobs[0]["content"]["presence"].as_str(),
+            bobs[0]["content"]["status_msg"].as_str()
+        ),
+        (Some("unavailable"), Some("brb"))
+    );
+
+    // Strangers see nothing; nobody sets someone else's presence.
+    let stranger = server.get(presence_path, Some(&carol)).await;
+    assert_error(&stranger, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let carols = sync(&server, &carol, "").await;
+    assert!(
+        !carols["presence"].to_string().contains("@bob:localhost"),
+        "{carols}"
+    );
+    let impersonation = server
+        .put(
+            presence_path,
+            Some(&alice),
+            json!({ "presence": "offline" }),
+        )
+        .await;
+    assert_error(&impersonation, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let bad_state = server
+        .put(presence_path, Some(&bob), json!({ "presence": "asleep" }))
+        .await;
+    assert_error(&bad_state, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let bad_sync = server
+        .get("/_matrix/client/v3/sync?set_presence=asleep", Some(&bob))
+        .await;
+    assert_error(&bad_sync, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
     server.finish().await;
 }

@@ -80,6 +80,15 @@ struct SendToDevice {
     messages: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
+#[derive(Object)]
+struct SetPresence {
+    /// `online`, `unavailable` or `offline`.
+    #[oai(deserialize_with = "crate::api::strings_only")]
+    presence: String,
+    #[oai(deserialize_with = "crate::api::strings_only")]
+    status_msg: Option<String>,
+}
+
 pub struct EphemeralApi;
 
 #[OpenApi(tag = "Tag::Sync")]
@@ -148,6 +157,49 @@ impl EphemeralApi {
             .send(&auth.0, room_id, kind, event_id, thread.as_deref())
             .await?;
         Ok(Json(Empty {}))
+    }
+
+    /// # PUT /_matrix/client/v3/presence/{userId}/status
+    /// Sets the user's own presence.
+    #[oai(
+        path = "/_matrix/client/v3/presence/:user_id/status",
+        method = "put",
+        operation_id = "setPresence"
+    )]
+    async fn set_presence(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: AccessToken,
+        user_id: Path<String>,
+        body: Json<SetPresence>,
+    ) -> Result<Json<Empty>> {
+        let body = body.0;
+        state
+            .presence
+            .set(
+                &auth.0,
+                &user_id.0,
+                &body.presence,
+                body.status_msg.as_deref(),
+            )
+            .await?;
+        Ok(Json(Empty {}))
+    }
+
+    /// # GET /_matrix/client/v3/presence/{userId}/status
+    /// A user's presence (one's own, or of someone sharing a room).
+    #[oai(
+        path = "/_matrix/client/v3/presence/:user_id/status",
+        method = "get",
+        operation_id = "getPresence"
+    )]
+    async fn get_presence(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: AccessToken,
+        user_id: Path<String>,
+    ) -> Result<Json<Value>> {
+        Ok(Json(state.presence.get(&auth.0, &user_id.0).await?))
     }
 
     /// # PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}

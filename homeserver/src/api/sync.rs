@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{AccessToken, Tag};
 use crate::{
+    ephemeral::PRESENCE_STATES,
     error::{Error, Result},
     rooms::EventFilter,
     state::AppState,
@@ -137,10 +138,14 @@ impl SyncApi {
         set_presence: Query<Option<String>>,
     ) -> Result<Json<SyncResponse>> {
         if let Some(presence) = set_presence.0.as_deref()
-            && !matches!(presence, "online" | "offline" | "unavailable")
+            && !PRESENCE_STATES.contains(&presence)
         {
             return Err(Error::InvalidParam(format!("unknown presence {presence}")));
         }
+        state
+            .presence
+            .on_sync(auth.0.user_id.as_str(), set_presence.0.as_deref())
+            .await?;
         let user_id = auth.0.user_id.as_str();
         let filter = match filter.0.as_deref() {
             None => SyncFilter::default(),
@@ -225,7 +230,9 @@ impl SyncApi {
             account_data: Events {
                 events: result.account_data,
             },
-            presence: Events::default(),
+            presence: Events {
+                events: result.presence,
+            },
             to_device: Events {
                 events: result.to_device,
             },

@@ -411,7 +411,7 @@ mod tests {
     fn tokens_round_trip_and_reject_garbage() {
         assert_eq!(parse_token(&token(42)).unwrap(), 42);
         assert_eq!(
-            parse_token("s42_7_1_0_0").unwrap(),
+            parse_token("s42_7_1_0_0_0").unwrap(),
             42,
             "sync tokens work as pagination tokens"
         );

@@ -9,6 +9,7 @@ mod devices;
 mod directory;
 mod events;
 mod filters;
+mod presence;
 mod receipts;
 mod sync;
 mod to_device;
@@ -27,6 +28,7 @@ pub use account_data::{AccountDataRow, GLOBAL_ACCOUNT_DATA};
 pub use devices::{DeviceRow, NewDevice, RefreshOutcome};
 pub use directory::{AliasRow, DirectoryRoom, PublishedRoom};
 pub use events::{Appended, EventRange, NewEvent, NewRoom, RoomRow, StoredEvent};
+pub use presence::PresenceRow;
 pub use receipts::ReceiptRow;
 pub use sync::MembershipRow;
 pub use to_device::ToDeviceMessage;
@@ -108,6 +110,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "to_device",
         include_str!("../../../migrations/sqlite/0006_to_device.sql"),
     ),
+    (
+        7,
+        "presence",
+        include_str!("../../../migrations/sqlite/0007_presence.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -139,6 +146,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "to_device",
         include_str!("../../../migrations/postgres/0006_to_device.sql"),
+    ),
+    (
+        7,
+        "presence",
+        include_str!("../../../migrations/postgres/0007_presence.sql"),
     ),
 ];
 

@@ -19,7 +19,7 @@ pub use token::SyncToken;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
-    ephemeral::Typing,
+    ephemeral::{Typing, presence_content},
     error::Result,
     rooms::{EventFilter, client_event, visibility::Visibility},
     storage::{AccountDataRow, GLOBAL_ACCOUNT_DATA, Store, StoredEvent},
@@ -95,6 +95,8 @@ pub struct SyncResult {
     pub leave: BTreeMap<String, RoomUpdate>,
     pub account_data: Vec<Value>,
     pub to_device: Vec<Value>,
+    /// `m.presence` events of the user and their contacts.
+    pub presence: Vec<Value>,
 }
 
 impl SyncResult {
@@ -104,6 +106,7 @@ impl SyncResult {
             && self.leave.is_empty()
             && self.account_data.is_empty()
             && self.to_device.is_empty()
+            && self.presence.is_empty()
     }
 }
 
@@ -201,6 +204,7 @@ impl Syncer {
             receipts: self.store.receipts_position().await?,
             typing: self.typing.position(),
             to_device: self.store.to_device_position().await?,
+            presence: self.store.presence_position().await?,
         })
     }
 
@@ -259,6 +263,18 @@ impl Syncer {
             result.to_device.push(
                 json!({ "sender": message.sender, "type": message.event_type, "content": content }),
             );
+        }
+
+        let presence_since = since.map_or(0, |s| s.presence);
+        for row in self
+            .store
+            .presence_of_contacts(user_id, presence_since, upto.presence)
+            .await?
+        {
+            let content = presence_content(&row);
+            result
+                .presence
+                .push(json!({ "type": "m.presence", "sender": row.user_id, "content": content }));
         }
 
         let mut rooms = HashSet::new();

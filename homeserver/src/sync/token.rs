@@ -1,5 +1,5 @@
 //! Sync tokens: the position of every stream a client has seen, opaque to
-//! clients (`s<events>_<account data>_<receipts>_<typing>_<to-device>`).
+//! clients (`s<events>_<account data>_<receipts>_<typing>_<to-device>_<presence>`).
 
 use crate::error::{Error, Result};
 
@@ -11,6 +11,7 @@ pub struct SyncToken {
     pub receipts: i64,
     pub typing: i64,
     pub to_device: i64,
+    pub presence: i64,
 }
 
 impl SyncToken {
@@ -23,7 +24,7 @@ impl SyncToken {
             .split('_')
             .map(|p| p.parse().map_err(|_| malformed()))
             .collect::<Result<_>>()?;
-        let [events, account_data, receipts, typing, to_device] = positions[..] else {
+        let [events, account_data, receipts, typing, to_device, presence] = positions[..] else {
             return Err(malformed());
         };
         Ok(SyncToken {
@@ -32,6 +33,7 @@ impl SyncToken {
             receipts,
             typing,
             to_device,
+            presence,
         })
     }
 }
@@ -44,10 +46,11 @@ impl std::fmt::Display for SyncToken {
             receipts,
             typing,
             to_device,
+            presence,
         } = self;
         write!(
             f,
-            "s{events}_{account_data}_{receipts}_{typing}_{to_device}"
+            "s{events}_{account_data}_{receipts}_{typing}_{to_device}_{presence}"
         )
     }
 }
@@ -64,17 +67,18 @@ mod tests {
             receipts: 3,
             typing: 9,
             to_device: 5,
+            presence: 2,
         };
-        assert_eq!(token.to_string(), "s42_7_3_9_5");
-        assert_eq!(SyncToken::parse("s42_7_3_9_5").unwrap(), token);
+        assert_eq!(token.to_string(), "s42_7_3_9_5_2");
+        assert_eq!(SyncToken::parse("s42_7_3_9_5_2").unwrap(), token);
         for bad in [
             "",
             "s42",
-            "s42_7_3_9",
-            "t42_7_3_9_5",
-            "s4x_7_3_9_5",
-            "s42_7_3_9_",
-            "s1_2_3_4_5_6",
+            "s42_7_3_9_5",
+            "t42_7_3_9_5_2",
+            "s4x_7_3_9_5_2",
+            "s42_7_3_9_5_",
+            "s1_2_3_4_5_6_7",
         ] {
             assert!(SyncToken::parse(bad).is_err(), "{bad}");
         }
