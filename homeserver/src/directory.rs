@@ -278,19 +278,18 @@ impl Directory {
     }
 
     async fn is_joined(&self, room_id: &str, user_id: &UserId) -> Result<bool> {
-        let membership = self
+        Ok(self
             .store
-            .directory_membership(room_id, user_id.as_str())
-            .await?;
-        Ok(membership.as_deref() == Some("join"))
+            .membership(room_id, user_id.as_str())
+            .await?
+            .as_deref()
+            == Some("join"))
     }
 
     async fn require_joined(&self, room_id: &RoomId, user_id: &UserId) -> Result<()> {
-        if self.is_joined(room_id.as_str(), user_id).await? {
-            Ok(())
-        } else {
-            Err(Error::Forbidden("you are not joined to the room".into()))
-        }
+        self.store
+            .require_joined(room_id.as_str(), user_id.as_str())
+            .await
     }
 
     async fn world_readable(&self, room_id: &RoomId) -> Result<bool> {

@@ -55,15 +55,10 @@ async fn set_fully_read(
     event_id: &EventId,
 ) -> Result<()> {
     let user_id = auth.0.user_id.as_str();
-    if state
+    state
         .store
-        .membership(room_id.as_str(), user_id)
-        .await?
-        .as_deref()
-        != Some("join")
-    {
-        return Err(Error::Forbidden("you are not joined to this room".into()));
-    }
+        .require_joined(room_id.as_str(), user_id)
+        .await?;
     let content: Map<String, Value> = [("event_id".to_owned(), Value::from(event_id.as_str()))]
         .into_iter()
         .collect();

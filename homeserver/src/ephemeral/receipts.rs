@@ -52,15 +52,7 @@ impl Receipts {
         thread_id: Option<&str>,
     ) -> Result<()> {
         let user_id = authed.user_id.as_str();
-        if self
-            .store
-            .membership(room_id.as_str(), user_id)
-            .await?
-            .as_deref()
-            != Some("join")
-        {
-            return Err(Error::Forbidden("you are not joined to this room".into()));
-        }
+        self.store.require_joined(room_id.as_str(), user_id).await?;
         let event = self
             .store
             .event(event_id.as_str())

@@ -12,7 +12,7 @@ use ruma::RoomId;
 
 use crate::{
     auth::Authed,
-    error::{Error, Result},
+    error::Result,
     storage::Store,
     sync::{Change, Notifier},
 };
@@ -62,15 +62,7 @@ impl Typing {
         typing: Option<Duration>,
     ) -> Result<()> {
         let user_id = user.user_id.as_str();
-        if self
-            .store
-            .membership(room_id.as_str(), user_id)
-            .await?
-            .as_deref()
-            != Some("join")
-        {
-            return Err(Error::Forbidden("you are not joined to this room".into()));
-        }
+        self.store.require_joined(room_id.as_str(), user_id).await?;
         self.set(room_id.as_str(), user_id, typing);
         Ok(())
     }

@@ -190,15 +190,9 @@ impl Rooms {
         room_id: &RoomId,
         user_id: &UserId,
     ) -> Result<Vec<(String, Value)>> {
-        if self
-            .store
-            .membership(room_id.as_str(), user_id.as_str())
-            .await?
-            .as_deref()
-            != Some("join")
-        {
-            return Err(Error::Forbidden("you are not joined to this room".into()));
-        }
+        self.store
+            .require_joined(room_id.as_str(), user_id.as_str())
+            .await?;
         let members = self
             .store
             .current_state(room_id.as_str(), Some("m.room.member"))

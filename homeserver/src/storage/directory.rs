@@ -129,26 +129,6 @@ impl Store {
         Ok(updated > 0)
     }
 
-    /// The user's current membership in the room (`join`, `invite`, `leave`, ...).
-    pub async fn directory_membership(
-        &self,
-        room_id: &str,
-        user_id: &str,
-    ) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT membership FROM current_state \
-             WHERE room_id = $1 AND event_type = 'm.room.member' AND state_key = $2",
-        )
-        .bind(room_id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row
-            .map(|row| row.try_get::<Option<String>, _>("membership"))
-            .transpose()?
-            .flatten())
-    }
-
     /// The full JSON of a current state event of the room, if there is one.
     pub async fn directory_state_event(
         &self,

@@ -571,6 +571,17 @@ impl Store {
         Ok(membership.flatten())
     }
 
+    /// `Ok` when the user is joined to the room, 403 `M_FORBIDDEN` otherwise.
+    pub async fn require_joined(&self, room_id: &str, user_id: &str) -> Result<()> {
+        if self.membership(room_id, user_id).await?.as_deref() == Some("join") {
+            Ok(())
+        } else {
+            Err(crate::error::Error::Forbidden(
+                "you are not joined to this room".into(),
+            ))
+        }
+    }
+
     /// Rooms the user is joined to.
     pub async fn joined_rooms(&self, user_id: &str) -> Result<Vec<String>> {
         let rooms = sqlx::query_scalar(
