@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR
 
 TEATIME_DEBUG_BIN := $(CARGO_TARGET_DIR)/debug/teatime
 
-.PHONY: run test test-deps lint test-rust test-interop openapi bench bench-rooms
+.PHONY: run test test-deps lint test-rust test-interop openapi bench bench-rooms bench-delivery
 
 run:
 	cargo run --release -p homeserver --bin teatime -- serve
@@ -40,3 +40,7 @@ bench:
 # Sends/s and latency of room sends and /messages on SQLite and PostgreSQL.
 bench-rooms: scripts/bench-rooms.sh
 	scripts/bench-rooms.sh
+
+# Delivery latency over WebSocket and /sync fan-out, and the RSS of idle sockets.
+bench-delivery: scripts/bench-delivery.sh
+	scripts/bench-delivery.sh

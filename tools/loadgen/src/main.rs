@@ -1,7 +1,7 @@
 //! `teatime-loadgen`: drives a running TeaTime server with room traffic and
 //! prints one line of results per scenario. It starts nothing itself.
 //!
-//! Scenarios (all of them by default, in this order):
+//! Room scenarios (all four by default, in this order):
 //! - `sequential`: one client, one room, `--sends` sends one after another;
 //! - `concurrent-rooms`: `--clients` clients, each in its own room, sharing
 //!   `--sends` between them, one request at a time per client;
@@ -11,12 +11,24 @@
 //!
 //! Every send must answer 200 with an `event_id`. After each send scenario the
 //! timelines are paged backwards through `/messages` and every acknowledged
-//! event id must appear exactly once. Any error makes the exit status 1.
+//! event id must appear exactly once.
+//!
+//! Real-time scenarios (only when named; see `realtime.rs`):
+//! - `ws-fanout`: `--clients` users in one room, each on a WebSocket; one of
+//!   them sends `--messages` messages, and every socket must receive every one
+//!   exactly once and in order; send-to-delivery latency percentiles;
+//! - `sync-fanout`: the same with long-polling `/sync` clients;
+//! - `idle-sockets`: `--clients` authenticated idle WebSockets held open, then
+//!   checked with `ping` on a sample.
+//!
+//! Any error makes the exit status 1.
 
 use std::{
     collections::HashMap,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
+
+mod realtime;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Parser, ValueEnum};
@@ -32,18 +44,39 @@ struct Args {
     /// Base URL of the running server, e.g. http://127.0.0.1:8008.
     #[arg(long)]
     base: String,
-    /// Scenarios to run, in order (default: all four).
+    /// Scenarios to run, in order (default: the four room scenarios).
     #[arg(value_enum)]
     scenarios: Vec<Scenario>,
     /// Sends per scenario (split evenly between the clients when concurrent).
     #[arg(long, default_value_t = 2000)]
     sends: usize,
-    /// Clients in the concurrent scenarios.
+    /// Clients in the concurrent scenarios; sockets or /sync clients in the real-time ones.
     #[arg(long, default_value_t = 32)]
     clients: usize,
     /// Requests in the `messages` scenario.
     #[arg(long, default_value_t = 200)]
     message_requests: usize,
+    /// Messages sent in `ws-fanout` and `sync-fanout`.
+    #[arg(long, default_value_t = 200)]
+    messages: usize,
+    /// Fan-out pacing: 0 sends each message once every client has the previous
+    /// one; N sends one every N ms (one request at a time) whatever the delivery.
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
+    /// Registrations, joins and connections in flight at once during setup.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// `idle-sockets`: sockets sharing one user's access token.
+    #[arg(long, default_value_t = 100)]
+    sockets_per_user: usize,
+    /// `idle-sockets`: sockets checked with `ping` (spread evenly).
+    #[arg(long, default_value_t = 1000)]
+    ping_sample: usize,
+    /// `idle-sockets`: after the `phase=registered` and `phase=open` lines, wait
+    /// for a line on stdin (at most 120 s, EOF goes on at once) so that a
+    /// script can measure the server in between.
+    #[arg(long)]
+    pause_on_stdin: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,15 +85,37 @@ enum Scenario {
     ConcurrentRooms,
     ConcurrentRoom,
     Messages,
+    WsFanout,
+    SyncFanout,
+    IdleSockets,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut args = Args::parse();
     ensure!(args.clients > 0, "--clients must be at least 1");
+    ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    ensure!(
+        args.sockets_per_user > 0,
+        "--sockets-per-user must be at least 1"
+    );
     if args.scenarios.is_empty() {
-        args.scenarios = Scenario::value_variants().to_vec();
+        args.scenarios = vec![
+            Scenario::Sequential,
+            Scenario::ConcurrentRooms,
+            Scenario::ConcurrentRoom,
+            Scenario::Messages,
+        ];
     }
+    let settings = realtime::Settings {
+        clients: args.clients,
+        messages: args.messages,
+        interval: (args.interval_ms > 0).then(|| Duration::from_millis(args.interval_ms)),
+        concurrency: args.concurrency,
+        sockets_per_user: args.sockets_per_user,
+        ping_sample: args.ping_sample,
+        pause_on_stdin: args.pause_on_stdin,
+    };
     let run = Run {
         base: args.base.trim_end_matches('/').to_owned(),
         prefix: format!(
@@ -100,6 +155,18 @@ async fn main() -> Result<()> {
                 let (user, room) = last_room.as_ref().expect("a room was written");
                 messages(user, room, args.message_requests).await
             }
+            Scenario::WsFanout => {
+                failed |= !realtime::fanout(&run, &settings, realtime::Via::WebSocket).await?;
+                continue;
+            }
+            Scenario::SyncFanout => {
+                failed |= !realtime::fanout(&run, &settings, realtime::Via::Sync).await?;
+                continue;
+            }
+            Scenario::IdleSockets => {
+                failed |= !realtime::idle_sockets(&run, &settings).await?;
+                continue;
+            }
         };
         outcome.print();
         failed |= !outcome.errors.is_empty();
@@ -120,10 +187,11 @@ struct User {
 
 impl User {
     async fn register(base: &str, username: &str) -> Result<User> {
-        let http = Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(60))
-            .build()?;
+        User::register_with(http_client()?, base, username).await
+    }
+
+    /// Registers through `http`, a client shared with other users.
+    async fn register_with(http: Client, base: &str, username: &str) -> Result<User> {
         let mut user = User {
             http,
             base: base.to_owned(),
@@ -204,13 +272,18 @@ impl User {
 
     /// Sends one `m.room.message`; the event id on a 200 with one, an error otherwise.
     async fn send(&self, room: &str, txn_id: &str) -> Result<String> {
+        let body = json!({ "msgtype": "m.text", "body": format!("loadgen {txn_id}") });
+        self.send_content(room, txn_id, &body).await
+    }
+
+    /// Sends one `m.room.message` with `content`; the event id on a 200 with one.
+    async fn send_content(&self, room: &str, txn_id: &str, content: &Value) -> Result<String> {
         let path = format!(
             "/rooms/{}/send/m.room.message/{}",
             encode(room),
             encode(txn_id)
         );
-        let body = json!({ "msgtype": "m.text", "body": format!("loadgen {txn_id}") });
-        let reply = self.ok(Method::PUT, &path, Some(&body)).await?;
+        let reply = self.ok(Method::PUT, &path, Some(content)).await?;
         Ok(reply["event_id"]
             .as_str()
             .context("200 without event_id")?
@@ -244,6 +317,14 @@ impl User {
             }
         }
     }
+}
+
+/// An HTTP client for loopback: no proxy, 60 s per request.
+fn http_client() -> Result<Client> {
+    Ok(Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()?)
 }
 
 /// Percent-encodes a path segment (room ids contain `!` and `:`).
