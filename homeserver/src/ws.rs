@@ -250,6 +250,8 @@ async fn deliver(
 ) -> Result<HashSet<String>, ()> {
     let user_id = authed.user_id.as_str();
     let request = SyncRequest {
+        // Sockets send neither unread counts nor presence.
+        counts_and_presence: false,
         device_id: authed.device_id.to_string(),
         since: Some(*position),
         timeout: Duration::ZERO,

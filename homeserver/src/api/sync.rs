@@ -164,6 +164,7 @@ impl SyncApi {
             }
         };
         let request = SyncRequest {
+            counts_and_presence: true,
             device_id: auth.0.device_id.to_string(),
             since: since.0.as_deref().map(SyncToken::parse).transpose()?,
             timeout: Duration::from_millis(timeout.0.unwrap_or(0)),

@@ -102,12 +102,4 @@ impl Store {
         .await?;
         Ok(shared.is_some())
     }
-
-    /// The position of the latest presence change.
-    pub async fn presence_position(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT position FROM stream_positions WHERE stream = 'presence'")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("position")?)
-    }
 }

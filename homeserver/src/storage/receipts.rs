@@ -97,14 +97,6 @@ impl Store {
             .collect()
     }
 
-    /// The position of the latest receipt.
-    pub async fn receipts_position(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT position FROM stream_positions WHERE stream = 'receipts'")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("position")?)
-    }
-
     /// How far the user has read in the room: the stream position of their
     /// latest (public or private) read receipt, if any.
     pub async fn read_up_to(&self, room_id: &str, user_id: &str) -> Result<Option<i64>> {

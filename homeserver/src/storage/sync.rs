@@ -1,7 +1,7 @@
 //! Queries `/sync` reads: a user's memberships, which rooms changed in a
 //! range of the event stream, and the events of a room in a range.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
@@ -27,6 +27,17 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(max.unwrap_or(0))
+    }
+
+    /// The latest position of each stream kept in `stream_positions`
+    /// (account data, receipts, to-device, presence), in one query.
+    pub async fn stream_positions(&self) -> Result<HashMap<String, i64>> {
+        let rows = sqlx::query("SELECT stream, position FROM stream_positions")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("stream")?, row.try_get("position")?)))
+            .collect()
     }
 
     /// Every room the user has a current membership in.

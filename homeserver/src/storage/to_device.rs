@@ -110,12 +110,4 @@ impl Store {
             .await?;
         Ok(())
     }
-
-    /// The position of the latest to-device message.
-    pub async fn to_device_position(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT position FROM stream_positions WHERE stream = 'to_device'")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("position")?)
-    }
 }

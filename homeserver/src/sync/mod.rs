@@ -48,6 +48,9 @@ pub struct SyncRequest {
     pub timeout: Duration,
     pub full_state: bool,
     pub filter: SyncFilter,
+    /// Unread counts and presence, which `/sync` returns and the WebSocket
+    /// does not send.
+    pub counts_and_presence: bool,
 }
 
 /// The parts of a sync filter this server applies.
@@ -198,13 +201,15 @@ impl Syncer {
 
     /// The current position of every stream.
     pub async fn current_token(&self) -> Result<SyncToken> {
+        let streams = self.store.stream_positions().await?;
+        let position = |stream: &str| streams.get(stream).copied().unwrap_or(0);
         Ok(SyncToken {
             events: self.store.events_position().await?,
-            account_data: self.store.account_data_position().await?,
-            receipts: self.store.receipts_position().await?,
+            account_data: position("account_data"),
+            receipts: position("receipts"),
             typing: self.typing.position(),
-            to_device: self.store.to_device_position().await?,
-            presence: self.store.presence_position().await?,
+            to_device: position("to_device"),
+            presence: position("presence"),
         })
     }
 
@@ -266,11 +271,14 @@ impl Syncer {
         }
 
         let presence_since = since.map_or(0, |s| s.presence);
-        for row in self
-            .store
-            .presence_of_contacts(user_id, presence_since, upto.presence)
-            .await?
-        {
+        let presence = if request.counts_and_presence {
+            self.store
+                .presence_of_contacts(user_id, presence_since, upto.presence)
+                .await?
+        } else {
+            Vec::new()
+        };
+        for row in presence {
             let content = presence_content(&row);
             result
                 .presence
@@ -310,13 +318,12 @@ impl Syncer {
                         .await?;
                     update.account_data = room_data;
                     update.ephemeral = ephemeral;
-                    let read_from = self
-                        .store
-                        .read_up_to(room, user_id)
-                        .await?
-                        .unwrap_or(0)
-                        .max(membership.stream_ordering);
-                    update.unread = self.store.unread_messages(room, user_id, read_from).await?;
+                    if request.counts_and_presence {
+                        let read_up_to = self.store.read_up_to(room, user_id).await?;
+                        let read_from = read_up_to.unwrap_or(0).max(membership.stream_ordering);
+                        update.unread =
+                            self.store.unread_messages(room, user_id, read_from).await?;
+                    }
                     result.join.insert(room.to_owned(), update);
                 }
                 "invite" if new_since_token => {
