@@ -22,6 +22,28 @@ enum Command {
     },
     /// Print the OpenAPI document of the client API.
     Openapi,
+    /// Administration against the configured database.
+    Admin {
+        /// A TOML configuration file; `TEATIME_*` variables override it.
+        #[arg(long, env = "TEATIME_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an account (for instance the first administrator).
+    CreateUser {
+        /// The localpart of the user id.
+        username: String,
+        #[arg(long)]
+        password: String,
+        /// Make the user a server administrator.
+        #[arg(long)]
+        admin: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -30,6 +52,31 @@ fn main() -> ExitCode {
         Command::Openapi => {
             println!("{}", homeserver::api::document());
             ExitCode::SUCCESS
+        }
+        Command::Admin { config, command } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("teatime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match tokio::runtime::Runtime::new()
+                .map(|runtime| runtime.block_on(admin(config, command)))
+            {
+                Ok(Ok(message)) => {
+                    println!("{message}");
+                    ExitCode::SUCCESS
+                }
+                Ok(Err(e)) => {
+                    eprintln!("teatime admin: {e}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("teatime: cannot start the async runtime: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Serve { config } => {
             let config = match Config::load(config.as_deref()) {
@@ -66,6 +113,28 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+async fn admin(config: Config, command: AdminCommand) -> homeserver::error::Result<String> {
+    let state = homeserver::state::AppState::open(config).await?;
+    let outcome = match command {
+        AdminCommand::CreateUser {
+            username,
+            password,
+            admin,
+        } => {
+            let user_id = state
+                .accounts
+                .create_user(&username, password, admin)
+                .await?;
+            Ok(format!(
+                "created {user_id}{}",
+                if admin { " (administrator)" } else { "" }
+            ))
+        }
+    };
+    state.store.close().await;
+    outcome
 }
 
 async fn serve(config: Config) -> homeserver::error::Result<()> {

@@ -183,3 +183,67 @@ async fn postgres_keeps_acknowledged_writes_across_kill_9() {
     acknowledged_registration_survives_kill_9(&[("TEATIME_DATABASE_URL", &url)]).await;
     drop_postgres_database(&name).await;
 }
+
+#[tokio::test]
+async fn admin_create_user_makes_the_first_administrator() {
+    let dir = tempfile::tempdir().unwrap();
+    let create = |args: &[&str]| {
+        run(teatime(dir.path())
+            .args(["admin", "create-user"])
+            .args(args)
+            .env("TEATIME_REGISTRATION", "closed"))
+    };
+    let output = create(&["root", "--password", PASSWORD, "--admin"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "created @root:localhost (administrator)"
+    );
+    let output = create(&["plain", "--password", PASSWORD]);
+    assert!(output.status.success());
+
+    let taken = create(&["root", "--password", "other"]);
+    assert!(!taken.status.success());
+    assert!(
+        String::from_utf8_lossy(&taken.stderr).contains("taken"),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    let invalid = create(&["Not Valid", "--password", PASSWORD]);
+    assert!(!invalid.status.success());
+
+    let url = format!(
+        "sqlite://{}?mode=rw",
+        dir.path().join("data/teatime.db").display()
+    );
+    let store = homeserver::storage::Store::connect(&url, 1).await.unwrap();
+    assert!(
+        store
+            .user("@root:localhost")
+            .await
+            .unwrap()
+            .expect("root")
+            .is_admin
+    );
+    assert!(
+        !store
+            .user("@plain:localhost")
+            .await
+            .unwrap()
+            .expect("plain")
+            .is_admin
+    );
+    store.close().await;
+
+    // The server, registration closed, lets the new administrator in.
+    let served = serve(dir.path(), &[("TEATIME_REGISTRATION", "closed")]).await;
+    assert_eq!(login(&served.base, "root").await, StatusCode::OK);
+    assert_eq!(
+        register(&served.base, "someone").await.0,
+        StatusCode::FORBIDDEN
+    );
+}

@@ -173,6 +173,31 @@ impl Accounts {
         })
     }
 
+    /// Creates an account on an administrator's say-so (`teatime admin
+    /// create-user`): no registration mode, rate limit or UIA applies.
+    pub async fn create_user(
+        &self,
+        localpart: &str,
+        password: String,
+        admin: bool,
+    ) -> Result<String> {
+        let user_id = self.check_available(localpart).await?;
+        check_password_shape(&password)?;
+        let hash = passwords::hash(password).await?;
+        if !self
+            .store
+            .create_user(&user_id, &hash, localpart, None)
+            .await?
+        {
+            return Err(Error::UserInUse);
+        }
+        if admin {
+            self.store.set_admin(&user_id, true).await?;
+        }
+        tracing::info!(%user_id, admin, "user created by an administrator");
+        Ok(user_id)
+    }
+
     /// `POST /login` with a password.
     pub async fn login(&self, request: PasswordLogin, ip: Option<&str>) -> Result<LoggedIn> {
         let user_id = qualify_user_id(&request.user, &self.config.server_name);

@@ -12,6 +12,7 @@ pub struct UserRow {
     pub password_hash: Option<String>,
     pub displayname: Option<String>,
     pub avatar_url: Option<String>,
+    pub is_admin: bool,
     pub deactivated: bool,
 }
 
@@ -50,7 +51,7 @@ impl Store {
     /// The account, if it exists (deactivated or not).
     pub async fn user(&self, user_id: &str) -> Result<Option<UserRow>> {
         let row = sqlx::query(
-            "SELECT user_id, password_hash, displayname, avatar_url, deactivated \
+            "SELECT user_id, password_hash, displayname, avatar_url, is_admin, deactivated \
              FROM users WHERE user_id = $1",
         )
         .bind(user_id)
@@ -62,6 +63,7 @@ impl Store {
                 password_hash: row.try_get("password_hash")?,
                 displayname: row.try_get("displayname")?,
                 avatar_url: row.try_get("avatar_url")?,
+                is_admin: row.try_get::<i64, _>("is_admin")? != 0,
                 deactivated: row.try_get::<i64, _>("deactivated")? != 0,
             })
         })
@@ -75,6 +77,16 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.is_some())
+    }
+
+    /// Grants (or takes away) server administration.
+    pub async fn set_admin(&self, user_id: &str, admin: bool) -> Result<()> {
+        sqlx::query("UPDATE users SET is_admin = $1 WHERE user_id = $2")
+            .bind(i64::from(admin))
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Replaces the password hash.
