@@ -137,7 +137,8 @@ pub async fn query_access_token<E: Endpoint>(next: E, mut req: Request) -> Resul
     Ok(next.call(req).await?.into_response())
 }
 
-fn form_value(query: &str, key: &str) -> Option<String> {
+/// The value of `key` in a URL query string (not percent-decoded).
+pub(crate) fn form_value(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k == key).then(|| v.to_owned())

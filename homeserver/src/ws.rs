@@ -95,13 +95,6 @@ fn bearer(req: &Request) -> Option<String> {
     value.strip_prefix("Bearer ").map(str::to_owned)
 }
 
-fn query_value(req: &Request, key: &str) -> Option<String> {
-    req.uri().query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == key).then(|| v.to_owned())
-    })
-}
-
 /// `GET /_teatime/ws`: upgrades to the WebSocket. A bearer token in the
 /// upgrade request authenticates at once (an invalid one is refused before
 /// the upgrade); otherwise the first frame must be `auth`.
@@ -119,7 +112,10 @@ pub async fn websocket(req: &Request, ws: WebSocket, state: Data<&Arc<AppState>>
         },
         None => None,
     };
-    let since = query_value(req, "since");
+    let since = req
+        .uri()
+        .query()
+        .and_then(|query| crate::http::form_value(query, "since"));
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, PASSWORD, TestServer, assert_error};
+use common::{Backend, PASSWORD, TestServer, assert_error, encode};
 use homeserver::storage::{GLOBAL_ACCOUNT_DATA, Store};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -22,33 +22,20 @@ on_both_backends!(
     stream_positions_increase_with_every_write,
 );
 
-/// Percent-encodes a path segment.
-fn enc(segment: &str) -> String {
-    let mut out = String::new();
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn global_path(user_id: &str, data_type: &str) -> String {
     format!(
         "/_matrix/client/v3/user/{}/account_data/{}",
-        enc(user_id),
-        enc(data_type)
+        encode(user_id),
+        encode(data_type)
     )
 }
 
 fn room_path(user_id: &str, room_id: &str, data_type: &str) -> String {
     format!(
         "/_matrix/client/v3/user/{}/rooms/{}/account_data/{}",
-        enc(user_id),
-        enc(room_id),
-        enc(data_type)
+        encode(user_id),
+        encode(room_id),
+        encode(data_type)
     )
 }
 

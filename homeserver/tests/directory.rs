@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Backend, PASSWORD, Session, TestServer, assert_error};
+use common::{Backend, PASSWORD, Session, TestServer, assert_error, encode};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -18,29 +18,16 @@ on_both_backends!(
     public_rooms_search_and_filters,
 );
 
-/// Percent-encodes a path segment.
-fn enc(segment: &str) -> String {
-    let mut out = String::new();
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn alias_path(alias: &str) -> String {
-    format!("/_matrix/client/v3/directory/room/{}", enc(alias))
+    format!("/_matrix/client/v3/directory/room/{}", encode(alias))
 }
 
 fn aliases_path(room_id: &str) -> String {
-    format!("/_matrix/client/v3/rooms/{}/aliases", enc(room_id))
+    format!("/_matrix/client/v3/rooms/{}/aliases", encode(room_id))
 }
 
 fn visibility_path(room_id: &str) -> String {
-    format!("/_matrix/client/v3/directory/list/room/{}", enc(room_id))
+    format!("/_matrix/client/v3/directory/list/room/{}", encode(room_id))
 }
 
 const PUBLIC_ROOMS: &str = "/_matrix/client/v3/publicRooms";
@@ -62,7 +49,7 @@ async fn create_room(server: &TestServer, user: &Session, body: Value) -> String
 async fn join(server: &TestServer, user: &Session, room_id: &str) {
     let (status, response) = server
         .post(
-            &format!("/_matrix/client/v3/rooms/{}/join", enc(room_id)),
+            &format!("/_matrix/client/v3/rooms/{}/join", encode(room_id)),
             Some(&user.access_token),
             json!({}),
         )
@@ -73,7 +60,7 @@ async fn join(server: &TestServer, user: &Session, room_id: &str) {
 async fn leave(server: &TestServer, user: &Session, room_id: &str) {
     let (status, response) = server
         .post(
-            &format!("/_matrix/client/v3/rooms/{}/leave", enc(room_id)),
+            &format!("/_matrix/client/v3/rooms/{}/leave", encode(room_id)),
             Some(&user.access_token),
             json!({}),
         )
@@ -165,7 +152,7 @@ async fn alias_lifecycle(backend: Backend) {
     // Others can join through the alias.
     let (status, body) = server
         .post(
-            &format!("/_matrix/client/v3/join/{}", enc("#tea:localhost")),
+            &format!("/_matrix/client/v3/join/{}", encode("#tea:localhost")),
             Some(&bob.access_token),
             json!({}),
         )
@@ -804,7 +791,7 @@ async fn public_rooms_paginate_in_a_stable_order(backend: Backend) {
     let page = |since: Option<&str>| {
         let mut path = format!("{PUBLIC_ROOMS}?limit=2");
         if let Some(since) = since {
-            path.push_str(&format!("&since={}", enc(since)));
+            path.push_str(&format!("&since={}", encode(since)));
         }
         path
     };
