@@ -139,32 +139,33 @@ async fn admin(config: Config, command: AdminCommand) -> homeserver::error::Resu
 
 async fn serve(config: Config) -> homeserver::error::Result<()> {
     let server_name = config.server_name.clone();
+    // Watch for signals before the listener opens, so a SIGTERM that arrives
+    // as soon as the server answers still stops it gracefully.
+    let stop_requested = shutdown_signal();
     let server = homeserver::server::start(config).await?;
     tracing::info!(%server_name, addr = %server.addr, "TeaTime is serving the client API");
-    shutdown_signal().await;
+    stop_requested.await;
     tracing::info!("shutting down");
     server.stop().await
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
-                let _ = interrupt.await;
-                return;
+/// Installs the SIGINT and SIGTERM handlers now and returns a future that
+/// completes when either arrives.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        match (&mut interrupt, &mut terminate) {
+            (Ok(interrupt), Ok(terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            _ => {
+                tracing::warn!("cannot watch SIGINT/SIGTERM; stopping only when killed");
+                std::future::pending::<()>().await
+            }
         }
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }
