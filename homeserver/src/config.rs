@@ -53,7 +53,8 @@ pub struct Config {
     pub database_max_connections: u32,
     /// Who may register.
     pub registration: RegistrationMode,
-    /// The token required when `registration = "token"`.
+    /// A token accepted when `registration = "token"`, beside those an
+    /// administrator creates (`/_teatime/admin/v1/registration_tokens`).
     pub registration_token: Option<String>,
     /// Secret for signing access tokens (HS256); default: generated and kept in the data dir.
     pub token_secret: Option<String>,
@@ -148,14 +149,6 @@ impl Config {
             return Err(invalid(
                 "redis_url",
                 "must start with redis:// or rediss://",
-            ));
-        }
-        if self.registration == RegistrationMode::Token
-            && self.registration_token.as_deref().is_none_or(str::is_empty)
-        {
-            return Err(invalid(
-                "registration_token",
-                "required when registration = \"token\"",
             ));
         }
         if self.database_max_connections == 0 {
@@ -330,12 +323,6 @@ mod tests {
             jail.set_env("TEATIME_SERVER_NAME", "bad name!");
             let err = load_in_jail(jail, None).unwrap_err();
             assert!(err.to_string().contains("server_name"), "{err}");
-            Ok(())
-        });
-        Jail::expect_with(|jail| {
-            jail.set_env("TEATIME_REGISTRATION", "token");
-            let err = load_in_jail(jail, None).unwrap_err();
-            assert!(err.to_string().contains("registration_token"), "{err}");
             Ok(())
         });
     }

@@ -21,6 +21,7 @@
 
 pub mod account_data;
 pub mod accounts;
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -179,8 +179,12 @@ impl Uia<'_> {
         match stage {
             DUMMY => Ok(Ok(())),
             REGISTRATION_TOKEN => {
-                let valid =
-                    auth.token.is_some() && auth.token.as_deref() == self.registration_token;
+                let valid = match auth.token.as_deref() {
+                    None => false,
+                    Some(token) if Some(token) == self.registration_token => true,
+                    // Tokens an administrator created are used up as they succeed.
+                    Some(token) => self.store.use_registration_token(token).await?,
+                };
                 Ok(if valid {
                     Ok(())
                 } else {

@@ -247,3 +247,66 @@ async fn admin_create_user_makes_the_first_administrator() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn admin_commands_manage_accounts_tokens_and_federation() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = |args: &[&str]| {
+        let output = run(teatime(dir.path())
+            .arg("admin")
+            .args(args)
+            .env("TEATIME_REGISTRATION", "token"));
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let json_of = |(ok, out, err): (bool, String, String)| -> Value {
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    assert!(admin(&["create-user", "alice", "--password", PASSWORD]).0);
+    assert!(admin(&["create-user", "bob"]).0);
+    let users = json_of(admin(&["list-users", "--search", "ali"]));
+    assert_eq!(users["users"][0]["user_id"], "@alice:localhost");
+    assert_eq!(users["users"].as_array().unwrap().len(), 1);
+
+    assert!(admin(&["set-admin", "alice"]).0);
+    assert_eq!(json_of(admin(&["user", "@alice:localhost"]))["admin"], true);
+    assert!(admin(&["set-admin", "alice", "--revoke"]).0);
+    assert_eq!(json_of(admin(&["user", "alice"]))["admin"], false);
+    assert!(admin(&["reset-password", "bob", "--password", PASSWORD]).0);
+    let (ok, _, err) = admin(&["deactivate", "@ghost:localhost"]);
+    assert!(!ok && err.contains("no account"), "{err}");
+
+    let token = json_of(admin(&[
+        "create-registration-token",
+        "--token",
+        "cli-token",
+        "--uses-allowed",
+        "1",
+    ]));
+    assert_eq!(token["token"], "cli-token");
+    let rules = json_of(admin(&["set-federation-rules", "--deny", "spam.example"]));
+    assert_eq!(rules, json!({ "allow": [], "deny": ["spam.example"] }));
+    assert!(!admin(&["set-federation-rules", "--allow", "bad name"]).0);
+    assert_eq!(json_of(admin(&["federation-rules"])), rules);
+
+    // The server honours what the commands stored.
+    let served = serve(dir.path(), &[("TEATIME_REGISTRATION", "token")]).await;
+    assert_eq!(login(&served.base, "bob").await, StatusCode::OK);
+    let (status, body) = post(
+        &served.base,
+        "/_matrix/client/v3/register",
+        json!({ "username": "carol", "password": PASSWORD,
+                "auth": { "type": "m.login.registration_token", "token": "cli-token" } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    drop(served);
+    let tokens = json_of(admin(&["registration-tokens"]));
+    assert_eq!(tokens["registration_tokens"][0]["completed"], 1);
+    assert!(admin(&["revoke-registration-token", "cli-token"]).0);
+    assert!(!admin(&["revoke-registration-token", "cli-token"]).0);
+}

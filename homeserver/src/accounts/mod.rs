@@ -1,6 +1,7 @@
 //! The accounts service: registration, login, logout, password change,
 //! deactivation, and (in submodules) devices and profiles.
 
+mod admin;
 mod devices;
 mod profile;
 
@@ -160,7 +161,7 @@ impl Accounts {
             .map(|l| l.device(&user_id, request.initial_device_display_name.as_deref(), ip));
         if !self
             .store
-            .create_user(&user_id, &hash, displayname, device.as_ref())
+            .create_user(&user_id, Some(&hash), displayname, device.as_ref())
             .await?
         {
             return Err(Error::UserInUse);
@@ -171,31 +172,6 @@ impl Accounts {
             device_id: login.as_ref().map(|l| l.device_id.clone()),
             tokens: login.map(|l| l.tokens),
         })
-    }
-
-    /// Creates an account on an administrator's say-so (`teatime admin
-    /// create-user`): no registration mode, rate limit or UIA applies.
-    pub async fn create_user(
-        &self,
-        localpart: &str,
-        password: String,
-        admin: bool,
-    ) -> Result<String> {
-        let user_id = self.check_available(localpart).await?;
-        check_password_shape(&password)?;
-        let hash = passwords::hash(password).await?;
-        if !self
-            .store
-            .create_user(&user_id, &hash, localpart, None)
-            .await?
-        {
-            return Err(Error::UserInUse);
-        }
-        if admin {
-            self.store.set_admin(&user_id, true).await?;
-        }
-        tracing::info!(%user_id, admin, "user created by an administrator");
-        Ok(user_id)
     }
 
     /// `POST /login` with a password.

@@ -217,10 +217,10 @@ impl AccountApi {
             return Err(Error::InvalidParam("malformed registration token".into()));
         }
         // An open server takes no tokens: none is valid there.
-        Ok(Json(TokenValidity {
-            valid: config.registration == RegistrationMode::Token
-                && config.registration_token.as_deref() == Some(token.0.as_str()),
-        }))
+        let valid = config.registration == RegistrationMode::Token
+            && (config.registration_token.as_deref() == Some(token.0.as_str())
+                || state.store.registration_token_valid(&token.0).await?);
+        Ok(Json(TokenValidity { valid }))
     }
 
     /// # POST /_matrix/client/v3/account/password

@@ -7,7 +7,7 @@ use poem_openapi::{Object, OpenApi, param::Path, payload::Json};
 use ruma::EventId;
 use serde_json::{Map, Value};
 
-use super::{AccessToken, Tag, session::Empty};
+use super::{AccessToken, Tag, parse_event_id, session::Empty};
 use crate::{
     directory::parse_room_id,
     ephemeral::ReceiptType,
@@ -40,11 +40,6 @@ struct ReadMarkers {
         deserialize_with = "crate::api::strings_only"
     )]
     read_private: Option<String>,
-}
-
-fn parse_event_id(event_id: &str) -> Result<&EventId> {
-    <&EventId>::try_from(event_id)
-        .map_err(|e| Error::InvalidParam(format!("invalid event id: {e}")))
 }
 
 /// Sets the `m.fully_read` marker: room account data the server manages.

@@ -3,6 +3,7 @@
 
 mod account;
 mod account_data;
+pub mod admin;
 mod devices;
 mod directory;
 mod discovery;
@@ -21,7 +22,10 @@ use poem_openapi::{
     OpenApiService, Tags,
     types::{ParseError, ParseFromJSON, ParseResult},
 };
+use ruma::{EventId, OwnedUserId, UserId};
 use serde_json::Value;
+
+use crate::error::{Error, Result};
 
 pub use security::AccessToken;
 
@@ -49,6 +53,8 @@ enum Tag {
     Rooms,
     /// Synchronisation: everything new since a token, long-polled.
     Sync,
+    /// Server administration (`/_teatime/admin/v1`): server administrators only.
+    Admin,
 }
 
 /// All endpoint groups of the client API.
@@ -66,6 +72,7 @@ pub type ClientApi = (
     room_events::RoomEventsApi,
     sync::SyncApi,
     ephemeral::EphemeralApi,
+    admin::AdminApi,
 );
 
 /// The OpenAPI service for the client API.
@@ -85,6 +92,7 @@ pub fn service() -> OpenApiService<ClientApi, ()> {
             room_events::RoomEventsApi,
             sync::SyncApi,
             ephemeral::EphemeralApi,
+            admin::AdminApi,
         ),
         "TeaTime Client-Server API",
         env!("CARGO_PKG_VERSION"),
@@ -100,6 +108,18 @@ pub fn service() -> OpenApiService<ClientApi, ()> {
 /// The OpenAPI document, as `teatime openapi` prints it and `openapi/` keeps it.
 pub fn document() -> String {
     service().spec()
+}
+
+/// Rejects malformed user ids (`M_INVALID_PARAM`) before they reach storage.
+pub(crate) fn parse_user_id(user_id: &str) -> Result<OwnedUserId> {
+    UserId::parse(user_id)
+        .map_err(|e| Error::InvalidParam(format!("invalid user id {user_id}: {e}")))
+}
+
+/// Rejects malformed event ids (`M_INVALID_PARAM`).
+pub(crate) fn parse_event_id(event_id: &str) -> Result<&EventId> {
+    <&EventId>::try_from(event_id)
+        .map_err(|e| Error::InvalidParam(format!("invalid event id: {e}")))
 }
 
 /// The client's address, for rate limits and the device list.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use poem::web::Data;
 use poem_openapi::{Object, OpenApi, param::Path, payload::Json};
 
-use super::{AccessToken, Tag, session::Empty};
+use super::{AccessToken, Tag, parse_user_id, session::Empty};
 use crate::{
     error::{Error, Result},
     state::AppState,
@@ -32,13 +32,6 @@ struct AvatarUrl {
 
 pub struct ProfileApi;
 
-/// Rejects malformed user ids before they reach storage.
-fn parse_user_id(user_id: &str) -> Result<&str> {
-    <&ruma::UserId>::try_from(user_id)
-        .map(|_| user_id)
-        .map_err(|e| Error::InvalidParam(format!("invalid user id: {e}")))
-}
-
 #[OpenApi(tag = "Tag::Profile")]
 impl ProfileApi {
     /// # GET /_matrix/client/v3/profile/{userId}
@@ -53,7 +46,10 @@ impl ProfileApi {
         state: Data<&Arc<AppState>>,
         user_id: Path<String>,
     ) -> Result<Json<ProfileBody>> {
-        let profile = state.accounts.profile(parse_user_id(&user_id.0)?).await?;
+        let profile = state
+            .accounts
+            .profile(parse_user_id(&user_id.0)?.as_str())
+            .await?;
         Ok(Json(ProfileBody {
             displayname: profile.displayname,
             avatar_url: profile.avatar_url,
@@ -71,7 +67,10 @@ impl ProfileApi {
         state: Data<&Arc<AppState>>,
         user_id: Path<String>,
     ) -> Result<Json<Displayname>> {
-        let profile = state.accounts.profile(parse_user_id(&user_id.0)?).await?;
+        let profile = state
+            .accounts
+            .profile(parse_user_id(&user_id.0)?.as_str())
+            .await?;
         // v1.19: a profile field that is not set is a 404, not a null value.
         let displayname = profile
             .displayname
@@ -98,7 +97,11 @@ impl ProfileApi {
         let name = body.0.displayname;
         state
             .accounts
-            .set_displayname(&auth.0, parse_user_id(&user_id.0)?, name.as_deref())
+            .set_displayname(
+                &auth.0,
+                parse_user_id(&user_id.0)?.as_str(),
+                name.as_deref(),
+            )
             .await?;
         Ok(Json(Empty {}))
     }
@@ -114,7 +117,10 @@ impl ProfileApi {
         state: Data<&Arc<AppState>>,
         user_id: Path<String>,
     ) -> Result<Json<AvatarUrl>> {
-        let profile = state.accounts.profile(parse_user_id(&user_id.0)?).await?;
+        let profile = state
+            .accounts
+            .profile(parse_user_id(&user_id.0)?.as_str())
+            .await?;
         let avatar_url = profile
             .avatar_url
             .ok_or_else(|| Error::NotFound("this user has no avatar".into()))?;
@@ -140,7 +146,7 @@ impl ProfileApi {
         let url = body.0.avatar_url;
         state
             .accounts
-            .set_avatar_url(&auth.0, parse_user_id(&user_id.0)?, url.as_deref())
+            .set_avatar_url(&auth.0, parse_user_id(&user_id.0)?.as_str(), url.as_deref())
             .await?;
         Ok(Json(Empty {}))
     }

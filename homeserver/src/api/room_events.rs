@@ -9,10 +9,10 @@ use poem_openapi::{
     param::{Path, Query},
     payload::Json,
 };
-use ruma::{EventId, OwnedEventId};
+use ruma::OwnedEventId;
 use serde_json::{Map, Value};
 
-use super::{AccessToken, Tag};
+use super::{AccessToken, Tag, parse_event_id};
 use crate::{
     directory::parse_room_id,
     error::{Error, Result},
@@ -79,11 +79,6 @@ struct ContextResponse {
 
 fn object(content: Content) -> Value {
     Value::Object(content.into_iter().collect::<Map<String, Value>>())
-}
-
-fn parse_event_id(event_id: &str) -> Result<&EventId> {
-    <&EventId>::try_from(event_id)
-        .map_err(|e| Error::InvalidParam(format!("invalid event id: {e}")))
 }
 
 /// Parses the `filter` query parameter: an inline `RoomEventFilter` as JSON.

@@ -5,10 +5,10 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use poem::web::Data;
 use poem_openapi::{Object, OpenApi, param::Path, payload::Json};
-use ruma::{OwnedUserId, RoomAliasId, UserId};
+use ruma::RoomAliasId;
 use serde_json::{Map, Value};
 
-use super::{AccessToken, Tag, session::Empty};
+use super::{AccessToken, Tag, parse_user_id, session::Empty};
 use crate::{
     directory::parse_room_id,
     error::{Error, Result},
@@ -75,11 +75,6 @@ struct TargetRequest {
 #[derive(Object)]
 struct JoinedRooms {
     joined_rooms: Vec<String>,
-}
-
-fn parse_user_id(user_id: &str) -> Result<OwnedUserId> {
-    UserId::parse(user_id)
-        .map_err(|e| Error::InvalidParam(format!("invalid user id {user_id}: {e}")))
 }
 
 fn object(map: BTreeMap<String, Value>) -> Map<String, Value> {

@@ -42,6 +42,16 @@ impl Rooms {
         Ok(content)
     }
 
+    /// Nobody joins or is invited to a room an administrator shut down.
+    async fn refuse_blocked(&self, room_id: &RoomId) -> Result<()> {
+        if self.store.room_blocked(room_id.as_str()).await? {
+            return Err(Error::Forbidden(
+                "this room was shut down by a server administrator".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// `POST /rooms/{roomId}/join` and `/join/{roomIdOrAlias}` for a room on this server.
     pub async fn join(
         &self,
@@ -49,6 +59,7 @@ impl Rooms {
         user: &Authed,
         reason: Option<String>,
     ) -> Result<OwnedEventId> {
+        self.refuse_blocked(room_id).await?;
         // Joining again while joined changes nothing but the profile fields; allowed by the rules.
         let content = self.member_content(&user.user_id, "join", reason).await?;
         let event_id = self
@@ -96,7 +107,10 @@ impl Rooms {
             .membership(room_id.as_str(), target.as_str())
             .await?;
         let membership = match change {
-            MembershipChange::Invite => "invite",
+            MembershipChange::Invite => {
+                self.refuse_blocked(room_id).await?;
+                "invite"
+            }
             MembershipChange::Ban => "ban",
             MembershipChange::Kick => {
                 // Kicking someone who is not in the room is not a kick.

@@ -154,6 +154,15 @@ impl Rooms {
         *self.cursor_slot(room_id).lock().await = None;
     }
 
+    /// Deletes everything stored about the room and forgets its cursor.
+    pub async fn purge(&self, room_id: &RoomId) -> Result<()> {
+        let slot = self.cursor_slot(room_id);
+        let mut cursor = slot.lock().await;
+        self.store.purge_room(room_id.as_str()).await?;
+        *cursor = None;
+        Ok(())
+    }
+
     /// Builds the next event of `cursor` and checks it against the rules.
     fn next_event(&self, cursor: &mut RoomCursor, sender: &UserId, draft: &Draft) -> Result<Pdu> {
         let content_text =

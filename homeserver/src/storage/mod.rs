@@ -5,6 +5,7 @@
 //! Dialect differences live in the migrations under `migrations/<backend>/`.
 
 mod account_data;
+mod admin;
 mod devices;
 mod directory;
 mod events;
@@ -25,6 +26,7 @@ use sqlx::{
 };
 
 pub use account_data::{AccountDataRow, GLOBAL_ACCOUNT_DATA};
+pub use admin::{FederationRules, RegistrationTokenRow, RoomSummary, UserSummary};
 pub use devices::{DeviceRow, NewDevice, RefreshOutcome};
 pub use directory::{AliasRow, DirectoryRoom, PublishedRoom};
 pub use events::{Appended, EventRange, NewEvent, NewRoom, RoomRow, StoredEvent};
@@ -115,6 +117,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "presence",
         include_str!("../../../migrations/sqlite/0007_presence.sql"),
     ),
+    (
+        8,
+        "admin",
+        include_str!("../../../migrations/sqlite/0008_admin.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -151,6 +158,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "presence",
         include_str!("../../../migrations/postgres/0007_presence.sql"),
+    ),
+    (
+        8,
+        "admin",
+        include_str!("../../../migrations/postgres/0008_admin.sql"),
     ),
 ];
 

@@ -22,7 +22,7 @@ impl Store {
     pub async fn create_user(
         &self,
         user_id: &str,
-        password_hash: &str,
+        password_hash: Option<&str>,
         displayname: &str,
         device: Option<&NewDevice<'_>>,
     ) -> Result<bool> {

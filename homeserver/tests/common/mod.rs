@@ -190,6 +190,20 @@ impl TestServer {
         }
     }
 
+    /// The running server's state and services.
+    pub fn state(&self) -> &std::sync::Arc<homeserver::state::AppState> {
+        &self.server.as_ref().expect("server running").state
+    }
+
+    /// Grants server administration, as `teatime admin set-admin` does.
+    pub async fn make_admin(&self, user_id: &str) {
+        self.state()
+            .accounts
+            .set_admin(user_id, true)
+            .await
+            .expect("user made administrator");
+    }
+
     /// Stops and starts the server again on the same data (a new port).
     pub async fn restart(&mut self) {
         if let Some(server) = self.server.take() {
