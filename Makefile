@@ -8,12 +8,12 @@ export CARGO_TARGET_DIR
 
 TEATIME_DEBUG_BIN := $(CARGO_TARGET_DIR)/debug/teatime
 
-.PHONY: run test test-deps lint test-rust test-interop openapi bench bench-rooms bench-delivery
+.PHONY: run test test-deps lint check-infra test-rust test-interop openapi bench bench-rooms bench-delivery
 
 run:
 	cargo run --release -p homeserver --bin teatime -- serve
 
-test: test-deps lint test-rust test-interop
+test: test-deps lint check-infra test-rust test-interop
 
 test-deps:
 	scripts/install-test-deps.sh
@@ -21,6 +21,11 @@ test-deps:
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# The deployment files in infra/, checked by the tools that read them.
+check-infra:
+	cargo build -p homeserver --bin teatime
+	scripts/check-infra.sh
 
 test-rust:
 	cargo nextest run --workspace --no-fail-fast

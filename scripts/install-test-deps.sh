@@ -65,3 +65,25 @@ fi
 if [ -f interop/matrix-js-sdk/package-lock.json ]; then
     npm ci --prefix interop/matrix-js-sdk --no-audit --no-fund --loglevel=error
 fi
+
+# Deployment checks (scripts/check-infra.sh): caddy, coturn's turnserver,
+# systemd-analyze and a Compose client (`docker compose`, else Debian's
+# docker-compose without its recommended docker.io: `config` needs no daemon).
+# The packages may enable services (caddy on :80, coturn on every address); the
+# checks start their own on loopback, so stop and disable those where systemd runs.
+infra_packages=()
+command -v caddy >/dev/null 2>&1 || infra_packages+=(caddy)
+command -v turnserver >/dev/null 2>&1 || infra_packages+=(coturn)
+command -v systemd-analyze >/dev/null 2>&1 || infra_packages+=(systemd)
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+    infra_packages+=(docker-compose)
+fi
+if [ ${#infra_packages[@]} -gt 0 ]; then
+    echo "installing ${infra_packages[*]}"
+    apt_install --no-install-recommends "${infra_packages[@]}"
+    if [ -d /run/systemd/system ]; then
+        for unit in caddy.service coturn.service; do
+            as_root systemctl disable --now "$unit" >/dev/null 2>&1 || true
+        done
+    fi
+fi
