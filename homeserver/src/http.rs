@@ -11,6 +11,7 @@ use poem::{
     http::{HeaderValue, Method, StatusCode, header},
 };
 use poem_openapi::OperationId;
+use tracing::Instrument;
 
 use crate::{error::Error, metrics::Metrics};
 
@@ -35,6 +36,49 @@ pub async fn cors<E: Endpoint>(next: E, req: Request) -> Result<Response> {
         HeaderValue::from_static("X-Requested-With, Content-Type, Authorization"),
     );
     Ok(response)
+}
+
+/// The header naming a request in the logs, taken from the client (or proxy)
+/// when well-formed, otherwise made up, and echoed in the response.
+const REQUEST_ID: &str = "x-request-id";
+
+/// Runs each request in a log span carrying its id, method and path (never
+/// the query string, which may hold an access token), and logs its outcome.
+pub async fn request_ids<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map_or_else(crate::auth::tokens::random_id, str::to_owned);
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    async move {
+        let started = Instant::now();
+        let mut response = next.call(req).await?.into_response();
+        let status = response.status().as_u16();
+        let elapsed_ms = started.elapsed().as_millis();
+        if response.status().is_server_error() {
+            tracing::warn!(status, elapsed_ms, "request failed");
+        } else {
+            tracing::debug!(status, elapsed_ms, "request done");
+        }
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        Ok(response)
+    }
+    .instrument(span)
+    .await
 }
 
 /// Records every request's route, status and latency.

@@ -23,6 +23,9 @@ use crate::{
 /// How long in-flight requests may take to finish after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long closing WebSockets may take once the HTTP drain is over.
+const SOCKET_GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The whole client-facing HTTP application.
 pub fn endpoint(state: Arc<AppState>) -> impl poem::Endpoint<Output = Response> {
     let api = api::service();
@@ -43,6 +46,7 @@ pub fn endpoint(state: Arc<AppState>) -> impl poem::Endpoint<Output = Response> 
         .around(http::matrix_errors)
         .with(CatchPanic::new().with_handler(http::panic_response))
         .around(http::record_metrics(metrics))
+        .around(http::request_ids)
         .around(http::cors)
         .data(state)
         .map_to_response()
@@ -111,14 +115,23 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 }
 
 impl RunningServer {
-    /// Stops accepting, lets in-flight requests finish, closes the database.
+    /// Stops accepting, answers long-polls, closes WebSockets with a
+    /// reconnect hint, lets in-flight requests finish, closes the database.
     pub async fn stop(self) -> Result<()> {
+        self.state.stopping.cancel();
         // The server task may already have ended; then there is nobody to tell.
         let _ = self.shutdown.send(());
         let served = self
             .task
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
+        self.state.sockets.close();
+        if tokio::time::timeout(SOCKET_GOODBYE_TIMEOUT, self.state.sockets.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some WebSockets did not close in time");
+        }
         self.state.store.close().await;
         served.map_err(|e| Error::Internal(format!("server stopped with an error: {e}")))
     }

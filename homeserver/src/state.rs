@@ -3,6 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use federation::{auth::RumaAuthorizer, keys::SigningKey};
 
@@ -40,6 +41,10 @@ pub struct AppState {
     pub presence: Presence,
     pub to_device: ToDevice,
     pub metrics: Arc<Metrics>,
+    /// Cancelled when the server begins to stop: long-polls answer, sockets close.
+    pub stopping: CancellationToken,
+    /// The open WebSockets, so shutdown can wait for their goodbyes.
+    pub sockets: TaskTracker,
 }
 
 impl AppState {
@@ -86,7 +91,8 @@ impl AppState {
         let presence = Presence::new(store.clone(), notifier.clone());
         let to_device = ToDevice::new(store.clone(), notifier.clone(), config.server_name.clone());
         apply_remote_changes(&notifier, sessions.clone(), typing.clone());
-        let syncer = Syncer::new(store.clone(), notifier, typing.clone());
+        let stopping = CancellationToken::new();
+        let syncer = Syncer::new(store.clone(), notifier, typing.clone(), stopping.clone());
         Ok(Arc::new(Self {
             config,
             store,
@@ -102,6 +108,8 @@ impl AppState {
             presence,
             to_device,
             metrics: Arc::new(Metrics::default()),
+            stopping,
+            sockets: TaskTracker::new(),
         }))
     }
 }

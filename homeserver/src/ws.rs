@@ -16,7 +16,7 @@ use poem::{
     http::header,
     web::{
         Data,
-        websocket::{Message, WebSocket, WebSocketStream},
+        websocket::{CloseCode, Message, WebSocket, WebSocketStream},
     },
 };
 use ruma::EventId;
@@ -122,8 +122,9 @@ pub async fn websocket(req: &Request, ws: WebSocket, state: Data<&Arc<AppState>>
         // tungstenite's default 128 KiB read buffer per socket would cost
         // over a gigabyte for 10,000 idle connections; frames are small.
         .read_buffer_size(READ_BUFFER_BYTES);
+    let sockets = state.sockets.clone();
     ws.config(config)
-        .on_upgrade(move |socket| serve(state, socket, authed, since))
+        .on_upgrade(move |socket| sockets.track_future(serve(state, socket, authed, since)))
         .into_response()
 }
 
@@ -197,6 +198,15 @@ async fn serve(
     };
     loop {
         tokio::select! {
+            () = state.stopping.cancelled() => {
+                // 1012 (service restart): reconnect, resuming from the last token.
+                let goodbye = Message::Close(Some((
+                    CloseCode::Restart,
+                    "the server is restarting; reconnect with your last token".into(),
+                )));
+                let _ = sink.send(goodbye).await;
+                return;
+            }
             frame = stream.next() => {
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text,

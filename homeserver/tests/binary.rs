@@ -1,18 +1,17 @@
 //! The `teatime` binary itself: zero-configuration start, configuration
-//! errors, the committed OpenAPI document, graceful stop, and durability of
-//! acknowledged writes across `kill -9`.
+//! errors, the committed OpenAPI document, durability of acknowledged writes
+//! across `kill -9`, and `teatime admin` (graceful stop under load: crash.rs).
 
 mod common;
 
 use std::{
     path::Path,
     process::{Command, Output},
-    time::{Duration, Instant},
 };
 
 use common::{
     PASSWORD, create_postgres_database, drop_postgres_database,
-    process::{serve, teatime},
+    process::{serve, serve_logging_to, teatime},
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -125,30 +124,6 @@ fn committed_openapi_document_is_current() {
     );
     let document: Value = serde_json::from_str(&printed).expect("the document is JSON");
     assert!(document["paths"]["/_matrix/client/v3/register"]["post"].is_object());
-}
-
-#[tokio::test]
-async fn sigterm_stops_gracefully() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut served = serve(dir.path(), &[]).await;
-    let pid = served.child.id().to_string();
-    assert!(
-        run(Command::new("kill").args(["-TERM", &pid]))
-            .status
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = served.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "teatime did not stop within 15 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success(), "graceful stop exits 0, got {status}");
 }
 
 /// Registers a user, kills the process without warning right after the
@@ -309,4 +284,130 @@ async fn admin_commands_manage_accounts_tokens_and_federation() {
     assert_eq!(tokens["registration_tokens"][0]["completed"], 1);
     assert!(admin(&["revoke-registration-token", "cli-token"]).0);
     assert!(!admin(&["revoke-registration-token", "cli-token"]).0);
+}
+
+/// Every secret a client hands over or is handed in one session, used in
+/// every way the API allows, must stay out of a debug-level log; each log
+/// line is JSON and the request lines carry a request id.
+#[tokio::test]
+async fn logs_are_structured_and_keep_secrets_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("teatime.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let password = "Sekrit-Passw0rd-do-not-log";
+    let served = serve_logging_to(
+        dir.path(),
+        &[("TEATIME_LOG_FORMAT", "json"), ("RUST_LOG", "debug")],
+        log,
+    )
+    .await;
+    let (status, registered) = post(
+        &served.base,
+        "/_matrix/client/v3/register",
+        json!({ "username": "secretive", "password": password, "refresh_token": true,
+                "auth": { "type": "m.login.dummy" } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{registered}");
+    let access_token = registered["access_token"].as_str().unwrap().to_owned();
+    let refresh_token = registered["refresh_token"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let whoami = format!("{}/_matrix/client/v3/account/whoami", served.base);
+    let by_query = http
+        .get(format!("{whoami}?access_token={access_token}"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_query.status(), StatusCode::OK);
+    assert_eq!(by_query.headers()["x-request-id"], "trace-me-42");
+    let by_header = http
+        .get(&whoami)
+        .bearer_auth(&access_token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !by_header.headers()["x-request-id"].is_empty(),
+        "a request id is made up when none is given"
+    );
+    let (status, refreshed) = post(
+        &served.base,
+        "/_matrix/client/v3/refresh",
+        json!({ "refresh_token": refresh_token }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    let wrong_login = post(
+        &served.base,
+        "/_matrix/client/v3/login",
+        json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "secretive" },
+                "password": format!("{password}-wrong") }),
+    )
+    .await;
+    assert_eq!(wrong_login.0, StatusCode::FORBIDDEN);
+    drop(served);
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.lines().count() > 5,
+        "debug logging produced too little to mean anything: {log}"
+    );
+    for line in log.lines() {
+        let entry: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(entry["level"].is_string(), "{line}");
+    }
+    assert!(
+        log.contains("trace-me-42"),
+        "the client's request id appears in the log"
+    );
+    let secrets = [
+        password,
+        access_token.as_str(),
+        refresh_token.as_str(),
+        refreshed["access_token"].as_str().unwrap(),
+        refreshed["refresh_token"].as_str().unwrap(),
+    ];
+    for secret in secrets {
+        // Tokens are long: a fragment is enough to count as a leak.
+        let fragment = &secret[secret.len().saturating_sub(20)..];
+        assert!(
+            !log.contains(fragment),
+            "a secret reached the log: ...{fragment}"
+        );
+    }
+}
+
+/// Several instances started at once on a fresh PostgreSQL database apply
+/// each migration exactly once and all come up healthy.
+#[tokio::test]
+async fn instances_starting_together_migrate_once() {
+    let (url, name) = create_postgres_database().await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let envs = [("TEATIME_DATABASE_URL", url.as_str())];
+    let instances =
+        futures_util::future::join_all(dirs.iter().map(|dir| serve(dir.path(), &envs))).await;
+    for instance in &instances {
+        assert_eq!(
+            reqwest::get(format!("{}/healthz", instance.base))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+    }
+    drop(instances);
+    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let (applied, distinct): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT version) FROM _sqlx_migrations")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(applied, distinct, "a migration was applied twice");
+    assert!(applied >= 8, "only {applied} migrations recorded");
+    drop(db);
+    drop_postgres_database(&name).await;
 }

@@ -1,7 +1,10 @@
-//! Crash safety of room sends: several clients send messages as fast as they
-//! can, the `teatime` process is killed with SIGKILL while sends are in
-//! flight, and after a restart on the same data every event whose send was
-//! acknowledged (200 with an `event_id`) must be in the room's timeline.
+//! Stopping under load: several clients send messages as fast as they can,
+//! the `teatime` process is killed with SIGKILL (a crash) or stopped with
+//! SIGTERM (a graceful stop) while sends are in flight, and after a restart
+//! on the same data every event whose send was acknowledged (200 with an
+//! `event_id`) must be in the room's timeline. A graceful stop must also
+//! answer the long-poll in flight, close WebSockets with a reconnect hint
+//! (1012) and exit 0 within its drain bound.
 
 mod common;
 
@@ -12,13 +15,24 @@ use std::{
 };
 
 use common::{PASSWORD, create_postgres_database, drop_postgres_database, encode, process::serve};
+use futures_util::{SinkExt, StreamExt};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 const SENDERS: usize = 8;
 /// The server is killed after this long, or after this many acknowledged sends.
 const SEND_FOR: Duration = Duration::from_secs(1);
 const ENOUGH_ACKS: usize = 5_000;
+/// The server drains within 10 s of SIGTERM; allow for a loaded machine.
+const STOP_BOUND: Duration = Duration::from_secs(13);
+
+/// How the server is stopped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Kill9,
+    Sigterm,
+}
 
 /// A client API request; any status is returned with the JSON body.
 async fn call(
@@ -79,8 +93,8 @@ async fn send_until_failure(
                 let id = reply["event_id"].as_str().expect("200 carries an event_id");
                 acked.lock().unwrap().push(id.to_owned());
             }
-            Ok((status, reply)) => panic!("send answered {status} before the kill: {reply}"),
-            Err(_) => return, // the server was killed
+            Ok((status, reply)) => panic!("send answered {status} before the stop: {reply}"),
+            Err(_) => return, // the server is gone
         }
     }
 }
@@ -115,7 +129,52 @@ async fn timeline(base: &str, token: &str, room: &str) -> Vec<String> {
     }
 }
 
-async fn acknowledged_sends_survive_kill_9(envs: &[(&str, &str)]) {
+/// Opens a WebSocket for `token` and waits for `auth.success`.
+async fn open_socket(
+    base: &str,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!("{}/_teatime/ws", base.replacen("http://", "ws://", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket connects");
+    socket
+        .send(Message::text(
+            json!({ "type": "auth", "token": token }).to_string(),
+        ))
+        .await
+        .expect("auth sent");
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                assert_ne!(frame["type"], "error", "{frame}");
+                if frame["type"] == "auth.success" {
+                    return socket;
+                }
+            }
+            other => panic!("socket ended before auth.success: {other:?}"),
+        }
+    }
+}
+
+/// Reads the socket until it closes; returns the close code.
+async fn close_code(
+    mut socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Option<u16> {
+    while let Some(frame) = socket.next().await {
+        match frame {
+            Ok(Message::Close(close)) => return close.map(|c| u16::from(c.code)),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+async fn acknowledged_sends_survive(envs: &[(&str, &str)], stop: Stop) {
     let dir = tempfile::tempdir().unwrap();
     let mut served = serve(dir.path(), envs).await;
     let credentials =
@@ -133,6 +192,51 @@ async fn acknowledged_sends_survive_kill_9(envs: &[(&str, &str)]) {
         .unwrap()
         .to_owned();
 
+    // A bystander in no room: its long-poll waits for the whole timeout
+    // unless the stop answers it, and its sockets see only the goodbye.
+    let bystander = post_ok(
+        &served.base,
+        "/register",
+        None,
+        json!({ "username": "bystander", "password": PASSWORD, "auth": { "type": "m.login.dummy" } }),
+    )
+    .await;
+    let bystander = bystander["access_token"].as_str().unwrap().to_owned();
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        sockets.push(open_socket(&served.base, &token).await);
+        sockets.push(open_socket(&served.base, &bystander).await);
+    }
+    let (status, initial) = call(
+        &Client::new(),
+        reqwest::Method::GET,
+        format!("{}/_matrix/client/v3/sync?timeout=0", served.base),
+        Some(&bystander),
+        None,
+    )
+    .await
+    .expect("initial sync");
+    assert_eq!(status, StatusCode::OK, "{initial}");
+    let long_poll_url = format!(
+        "{}/_matrix/client/v3/sync?timeout=60000&since={}",
+        served.base,
+        encode(initial["next_batch"].as_str().unwrap())
+    );
+    let long_poll = tokio::spawn({
+        let bystander = bystander.clone();
+        async move {
+            let http = Client::new();
+            call(
+                &http,
+                reqwest::Method::GET,
+                long_poll_url,
+                Some(&bystander),
+                None,
+            )
+            .await
+        }
+    });
+
     let acked = Arc::new(Mutex::new(Vec::new()));
     let senders: Vec<_> = (0..SENDERS)
         .map(|sender| {
@@ -149,8 +253,45 @@ async fn acknowledged_sends_survive_kill_9(envs: &[(&str, &str)]) {
     while started.elapsed() < SEND_FOR && acked.lock().unwrap().len() < ENOUGH_ACKS {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    served.child.kill().expect("SIGKILL");
-    served.child.wait().unwrap();
+    match stop {
+        Stop::Kill9 => {
+            served.child.kill().expect("SIGKILL");
+            served.child.wait().unwrap();
+        }
+        Stop::Sigterm => {
+            let stopping = Instant::now();
+            let pid = served.child.id().to_string();
+            let signalled = std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill runs");
+            assert!(signalled.success());
+            let status = loop {
+                if let Some(status) = served.child.try_wait().unwrap() {
+                    break status;
+                }
+                assert!(
+                    stopping.elapsed() < STOP_BOUND,
+                    "teatime did not stop within {STOP_BOUND:?} of SIGTERM"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            assert!(status.success(), "a graceful stop exits 0, got {status}");
+            let (status, body) = long_poll
+                .await
+                .unwrap()
+                .expect("the long-poll in flight is answered, not cut off");
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(
+                stopping.elapsed() < Duration::from_secs(5),
+                "the long-poll held the drain: {:?}",
+                stopping.elapsed()
+            );
+            for socket in sockets.drain(..) {
+                assert_eq!(close_code(socket).await, Some(1012), "reconnect hint");
+            }
+        }
+    }
     for sender in senders {
         sender.await.expect("sender task");
     }
@@ -184,13 +325,13 @@ async fn acknowledged_sends_survive_kill_9(envs: &[(&str, &str)]) {
     }
     assert!(
         missing.is_empty(),
-        "{} of {} acknowledged events lost across kill -9, e.g. {:?}",
+        "{} of {} acknowledged events lost across the stop, e.g. {:?}",
         missing.len(),
         acked.len(),
         &missing[..missing.len().min(5)]
     );
     eprintln!(
-        "{} acknowledged sends before the kill, all present among {} timeline events",
+        "{} acknowledged sends before the stop, all present among {} timeline events",
         acked.len(),
         stored.len()
     );
@@ -198,7 +339,12 @@ async fn acknowledged_sends_survive_kill_9(envs: &[(&str, &str)]) {
 
 #[tokio::test]
 async fn sqlite_keeps_acknowledged_sends_across_kill_9() {
-    acknowledged_sends_survive_kill_9(&[]).await;
+    acknowledged_sends_survive(&[], Stop::Kill9).await;
+}
+
+#[tokio::test]
+async fn sqlite_sigterm_drains_requests_and_sockets() {
+    acknowledged_sends_survive(&[], Stop::Sigterm).await;
 }
 
 /// A fresh PostgreSQL database, dropped even when the test panics.
@@ -221,5 +367,12 @@ impl Drop for PostgresDatabase {
 async fn postgres_keeps_acknowledged_sends_across_kill_9() {
     let (url, name) = create_postgres_database().await;
     let _database = PostgresDatabase(name);
-    acknowledged_sends_survive_kill_9(&[("TEATIME_DATABASE_URL", &url)]).await;
+    acknowledged_sends_survive(&[("TEATIME_DATABASE_URL", &url)], Stop::Kill9).await;
+}
+
+#[tokio::test]
+async fn postgres_sigterm_drains_requests_and_sockets() {
+    let (url, name) = create_postgres_database().await;
+    let _database = PostgresDatabase(name);
+    acknowledged_sends_survive(&[("TEATIME_DATABASE_URL", &url)], Stop::Sigterm).await;
 }

@@ -17,6 +17,7 @@ pub use notifier::{Change, Notifier};
 use serde_json::{Value, json};
 pub use token::SyncToken;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     ephemeral::{Typing, presence_content},
@@ -128,6 +129,7 @@ pub struct Syncer {
     store: Store,
     notifier: Arc<Notifier>,
     typing: Arc<Typing>,
+    stopping: CancellationToken,
 }
 
 fn account_data_event(row: &AccountDataRow) -> Value {
@@ -147,11 +149,18 @@ fn stripped(event: &StoredEvent) -> Result<Value> {
 
 impl Syncer {
     /// The service over `store` and `typing`, woken by `notifier`.
-    pub fn new(store: Store, notifier: Arc<Notifier>, typing: Arc<Typing>) -> Self {
+    /// Long-polls end early once `stopping` is cancelled (at shutdown).
+    pub fn new(
+        store: Store,
+        notifier: Arc<Notifier>,
+        typing: Arc<Typing>,
+        stopping: CancellationToken,
+    ) -> Self {
         Self {
             store,
             notifier,
             typing,
+            stopping,
         }
     }
 
@@ -171,9 +180,13 @@ impl Syncer {
             }
             // Wait for a change that concerns this user, or the deadline.
             loop {
-                let change = match tokio::time::timeout_at(deadline, changes.recv()).await {
-                    Err(_) => return Ok(result),
-                    Ok(change) => change,
+                let change = tokio::select! {
+                    // Answer now, so the shutdown drain need not wait out the timeout.
+                    () = self.stopping.cancelled() => return Ok(result),
+                    change = tokio::time::timeout_at(deadline, changes.recv()) => match change {
+                        Err(_) => return Ok(result),
+                        Ok(change) => change,
+                    },
                 };
                 let relevant = match change {
                     Ok(Change::Room { room_id, member }) => {

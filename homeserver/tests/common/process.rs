@@ -46,13 +46,18 @@ impl Drop for Served {
 /// Starts `teatime serve` in `dir` (so its data goes to `dir/data`) on a free
 /// port, with `envs` added, and waits until `/healthz` answers.
 pub async fn serve(dir: &Path, envs: &[(&str, &str)]) -> Served {
+    serve_logging_to(dir, envs, Stdio::null()).await
+}
+
+/// Like [`serve`], with the server's log (stderr) going to `log`.
+pub async fn serve_logging_to(dir: &Path, envs: &[(&str, &str)], log: impl Into<Stdio>) -> Served {
     let port = free_port();
     let child = teatime(dir)
         .arg("serve")
         .env("TEATIME_LISTEN", format!("127.0.0.1:{port}"))
         .envs(envs.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("teatime starts");
     let served = Served {
