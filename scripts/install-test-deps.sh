@@ -58,6 +58,12 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "Redis is not answering on 127.0.0.1:6379" >&2; exit 1; }
 
+# s3s-fs: the media tests start it as their S3-compatible server (0.17 needs a newer rustc).
+if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+    echo "installing s3s-fs"
+    cargo install s3s-fs@0.14.1 --locked --features binary
+fi
+
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "installing Node.js"
     apt_install nodejs npm
