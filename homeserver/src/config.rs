@@ -21,6 +21,16 @@ pub enum RegistrationMode {
     Closed,
 }
 
+/// Where uploaded media is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaBackend {
+    /// A directory in the data dir.
+    Fs,
+    /// An S3-compatible bucket (Cloudflare R2, AWS, MinIO, ...).
+    S3,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,6 +82,24 @@ pub struct Config {
     pub max_json_body_bytes: usize,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
+    /// `fs` (the data dir) or `s3` (the `s3_*` settings).
+    pub media_backend: MediaBackend,
+    /// The S3 endpoint URL, e.g. `https://<account>.r2.cloudflarestorage.com`.
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: Option<String>,
+    /// `auto` for Cloudflare R2.
+    pub s3_region: String,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
+    /// Address buckets as `endpoint/bucket` rather than `bucket.endpoint`.
+    pub s3_force_path_style: bool,
+    /// Largest upload in bytes (larger: 413 `M_TOO_LARGE`).
+    pub max_upload_size: u64,
+    /// Bytes of media each user may upload in all; 0: no limit.
+    pub media_quota_bytes: u64,
+    /// Serve the unauthenticated `/_matrix/media/v3/download|thumbnail`
+    /// endpoints (deprecated by the spec since v1.11).
+    pub legacy_media_download: bool,
 }
 
 impl Default for Config {
@@ -95,6 +123,16 @@ impl Default for Config {
             registration_refill_secs: 6,
             max_json_body_bytes: 1024 * 1024,
             log_format: LogFormat::Text,
+            media_backend: MediaBackend::Fs,
+            s3_endpoint: None,
+            s3_bucket: None,
+            s3_region: "auto".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_force_path_style: false,
+            max_upload_size: 50 * 1024 * 1024,
+            media_quota_bytes: 10 * 1024 * 1024 * 1024,
+            legacy_media_download: false,
         }
     }
 }
@@ -150,6 +188,21 @@ impl Config {
                 "redis_url",
                 "must start with redis:// or rediss://",
             ));
+        }
+        if self.media_backend == MediaBackend::S3 {
+            for (key, value) in [
+                ("s3_endpoint", &self.s3_endpoint),
+                ("s3_bucket", &self.s3_bucket),
+                ("s3_access_key_id", &self.s3_access_key_id),
+                ("s3_secret_access_key", &self.s3_secret_access_key),
+            ] {
+                if value.as_deref().is_none_or(str::is_empty) {
+                    return Err(invalid(key, "required when media_backend = \"s3\""));
+                }
+            }
+        }
+        if self.max_upload_size == 0 {
+            return Err(invalid("max_upload_size", "must be at least 1"));
         }
         if self.database_max_connections == 0 {
             return Err(invalid("database_max_connections", "must be at least 1"));
@@ -213,6 +266,11 @@ const TEXT_KEYS: &[&str] = &[
     "redis_url",
     "registration_token",
     "token_secret",
+    "s3_endpoint",
+    "s3_bucket",
+    "s3_region",
+    "s3_access_key_id",
+    "s3_secret_access_key",
 ];
 
 fn text_overrides() -> BTreeMap<&'static str, String> {

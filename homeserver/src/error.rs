@@ -73,6 +73,35 @@ pub enum Error {
     /// An account data type the server manages, not the client (405 `M_BAD_JSON`).
     #[error("{0}")]
     ServerManagedType(String),
+    /// Media whose upload has not happened yet (504 `M_NOT_YET_UPLOADED`).
+    #[error("the media has not been uploaded yet")]
+    NotYetUploaded,
+    /// A second upload to the same media id (409 `M_CANNOT_OVERWRITE_MEDIA`).
+    #[error("the media has already been uploaded")]
+    CannotOverwriteMedia,
+    /// The media store failed or refused.
+    #[error("{0}")]
+    Media(#[from] media::Error),
+}
+
+/// How the media store's errors reach clients.
+fn media_status_and_code(error: &media::Error) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    use media::Error as M;
+    match error {
+        M::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"),
+        M::NotFound | M::InvalidKey(_) => (S::NOT_FOUND, "M_NOT_FOUND"),
+        M::SizeMismatch { .. } | M::ExpiryTooLong { .. } | M::InvalidThumbnailSize { .. } => {
+            (S::BAD_REQUEST, "M_INVALID_PARAM")
+        }
+        M::Unsupported(_) => (S::BAD_REQUEST, "M_UNRECOGNIZED"),
+        M::UnsupportedContentType(_) | M::NotAnImage | M::ImageTooLarge { .. } | M::Image(_) => {
+            (S::BAD_REQUEST, "M_UNKNOWN")
+        }
+        // The client's body broke off: nothing was stored.
+        M::Body(_) => (S::BAD_REQUEST, "M_UNKNOWN"),
+        M::Io(_) | M::Backend(_) => (S::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
+    }
 }
 
 /// A `Result` with the homeserver's error.
@@ -109,6 +138,9 @@ impl Error {
             Error::RoomInUse => (S::BAD_REQUEST, "M_ROOM_IN_USE"),
             Error::Conflict(_) => (S::CONFLICT, "M_UNKNOWN"),
             Error::ServerManagedType(_) => (S::METHOD_NOT_ALLOWED, "M_BAD_JSON"),
+            Error::NotYetUploaded => (S::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED"),
+            Error::CannotOverwriteMedia => (S::CONFLICT, "M_CANNOT_OVERWRITE_MEDIA"),
+            Error::Media(e) => media_status_and_code(e),
         }
     }
 
@@ -127,7 +159,9 @@ impl Error {
                 return Value::Object(body);
             }
             // Internal details stay in the log, not in the response.
-            Error::Database(_) | Error::Internal(_) => {
+            Error::Database(_)
+            | Error::Internal(_)
+            | Error::Media(media::Error::Io(_) | media::Error::Backend(_)) => {
                 body.insert("error".into(), "Internal server error".into());
             }
             other => {
@@ -192,7 +226,7 @@ impl ResponseError for Error {
     }
 
     fn as_response(&self) -> Response {
-        if matches!(self, Error::Database(_) | Error::Internal(_)) {
+        if self.status().is_server_error() && !matches!(self, Error::NotYetUploaded) {
             tracing::error!(error = %self, "request failed");
         }
         let mut response = Response::builder()

@@ -201,7 +201,9 @@ pub fn json_bodies<E: Endpoint + 'static>(
                 *req.method(),
                 Method::POST | Method::PUT | Method::DELETE | Method::PATCH
             );
-            if has_body && req.uri().path().starts_with("/_matrix/client/") {
+            let path = req.uri().path();
+            if has_body && (path.starts_with("/_matrix/client/") || path.starts_with("/_teatime/"))
+            {
                 let body =
                     req.take_body()
                         .into_bytes_limit(max_bytes)

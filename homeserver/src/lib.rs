@@ -30,6 +30,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod filters;
 pub mod http;
+pub mod media_repo;
 pub mod metrics;
 pub mod rooms;
 pub mod server;

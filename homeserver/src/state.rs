@@ -16,6 +16,7 @@ use crate::{
     ephemeral::{Presence, Receipts, ToDevice, Typing},
     error::{Error, Result},
     filters::Filters,
+    media_repo::MediaRepo,
     metrics::Metrics,
     rooms::Rooms,
     storage::Store,
@@ -41,6 +42,7 @@ pub struct AppState {
     pub presence: Presence,
     pub to_device: ToDevice,
     pub metrics: Arc<Metrics>,
+    pub media: MediaRepo,
     /// Cancelled when the server begins to stop: long-polls answer, sockets close.
     pub stopping: CancellationToken,
     /// The open WebSockets, so shutdown can wait for their goodbyes.
@@ -92,6 +94,7 @@ impl AppState {
         let to_device = ToDevice::new(store.clone(), notifier.clone(), config.server_name.clone());
         apply_remote_changes(&notifier, sessions.clone(), typing.clone());
         let stopping = CancellationToken::new();
+        let media = MediaRepo::open(&config, store.clone(), stopping.clone()).await?;
         let syncer = Syncer::new(store.clone(), notifier, typing.clone(), stopping.clone());
         Ok(Arc::new(Self {
             config,
@@ -108,6 +111,7 @@ impl AppState {
             presence,
             to_device,
             metrics: Arc::new(Metrics::default()),
+            media,
             stopping,
             sockets: TaskTracker::new(),
         }))

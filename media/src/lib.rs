@@ -26,6 +26,8 @@ mod error;
 mod fs;
 mod key;
 mod s3;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod thumbnail;
 
 use std::pin::Pin;

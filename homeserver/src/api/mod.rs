@@ -9,6 +9,7 @@ mod directory;
 mod discovery;
 mod ephemeral;
 mod filters;
+mod media;
 mod profile;
 mod push_rules;
 mod room_events;
@@ -53,6 +54,8 @@ enum Tag {
     Rooms,
     /// Synchronisation: everything new since a token, long-polled.
     Sync,
+    /// The media repository: uploads, downloads, thumbnails.
+    Media,
     /// Server administration (`/_teatime/admin/v1`): server administrators only.
     Admin,
 }
@@ -72,6 +75,7 @@ pub type ClientApi = (
     room_events::RoomEventsApi,
     sync::SyncApi,
     ephemeral::EphemeralApi,
+    media::MediaApi,
     admin::AdminApi,
 );
 
@@ -92,6 +96,7 @@ pub fn service() -> OpenApiService<ClientApi, ()> {
             room_events::RoomEventsApi,
             sync::SyncApi,
             ephemeral::EphemeralApi,
+            media::MediaApi,
             admin::AdminApi,
         ),
         "TeaTime Client-Server API",

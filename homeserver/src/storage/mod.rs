@@ -10,6 +10,7 @@ mod devices;
 mod directory;
 mod events;
 mod filters;
+mod media;
 mod presence;
 mod receipts;
 mod sync;
@@ -30,6 +31,7 @@ pub use admin::{FederationRules, RegistrationTokenRow, RoomSummary, UserSummary}
 pub use devices::{DeviceRow, NewDevice, RefreshOutcome};
 pub use directory::{AliasRow, DirectoryRoom, PublishedRoom};
 pub use events::{Appended, EventRange, NewEvent, NewRoom, RoomRow, StoredEvent};
+pub use media::{MediaRow, ThumbnailRow};
 pub use presence::PresenceRow;
 pub use receipts::ReceiptRow;
 pub use sync::MembershipRow;
@@ -122,6 +124,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "admin",
         include_str!("../../../migrations/sqlite/0008_admin.sql"),
     ),
+    (
+        9,
+        "media",
+        include_str!("../../../migrations/sqlite/0009_media.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -163,6 +170,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "admin",
         include_str!("../../../migrations/postgres/0008_admin.sql"),
+    ),
+    (
+        9,
+        "media",
+        include_str!("../../../migrations/postgres/0009_media.sql"),
     ),
 ];
 

@@ -1,20 +1,17 @@
 //! Test stores: an [`FsStore`] in a temp dir, and an [`S3Store`] talking to a
 //! real `s3s-fs` server started on a free loopback port.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use media::testing::{ACCESS_KEY, S3Server, SECRET_KEY};
 use media::{BodyStream, FsStore, MediaStore, ObjectBody, S3Settings, S3Store};
 use tempfile::TempDir;
 
 pub const BUCKET: &str = "teatime-media";
-const ACCESS_KEY: &str = "teatime-test-access";
-const SECRET_KEY: &str = "teatime-test-secret";
 pub const MIB: usize = 1024 * 1024;
 
 /// A store under test plus whatever keeps it alive, and a way to see
@@ -105,84 +102,6 @@ impl TestStore {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-/// A running `s3s-fs`, killed on drop.
-pub struct S3Server {
-    child: Child,
-    pub data_dir: TempDir,
-    pub endpoint: String,
-}
-
-impl S3Server {
-    pub fn start() -> Self {
-        let binary = s3s_fs_binary();
-        let data_dir = TempDir::new().expect("temp dir");
-        // The port is free when probed but could be taken before s3s-fs binds it.
-        for _ in 0..5 {
-            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
-            let mut child = Command::new(&binary)
-                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-                .arg(data_dir.path())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("start s3s-fs");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if child.try_wait().expect("s3s-fs status").is_some() {
-                    break;
-                }
-                if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
-                    return Self {
-                        child,
-                        data_dir,
-                        endpoint: format!("http://127.0.0.1:{port}"),
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("s3s-fs did not start listening");
-    }
-
-    pub fn settings(&self, bucket: &str) -> S3Settings {
-        S3Settings {
-            endpoint: self.endpoint.clone(),
-            bucket: bucket.to_owned(),
-            region: "auto".to_owned(),
-            access_key_id: ACCESS_KEY.to_owned(),
-            secret_access_key: SECRET_KEY.to_owned(),
-            force_path_style: true,
-        }
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn s3s_fs_binary() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("s3s-fs"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let in_cargo_home =
-        std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo/bin/s3s-fs"));
-    on_path.into_iter().chain(in_cargo_home).find(|candidate| candidate.is_file()).unwrap_or_else(|| {
-        panic!("s3s-fs is not on PATH nor in ~/.cargo/bin; run scripts/install-test-deps.sh to install it")
-    })
 }
 
 /// A client of our own, for what the store does not offer: creating the

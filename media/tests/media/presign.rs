@@ -317,7 +317,7 @@ async fn presigned_urls_live_at_most_a_week() {
 
 #[tokio::test]
 async fn missing_bucket_fails_the_startup_check() {
-    let server = crate::common::S3Server::start();
+    let server = media::testing::S3Server::start();
     let store = media::S3Store::new(&server.settings("no-such-bucket"));
     let error = store.check_bucket().await.unwrap_err();
     assert!(matches!(error, Error::Backend(_)), "{error:?}");
