@@ -59,21 +59,6 @@ fn assert_failed_stage(response: &(StatusCode, Value), errcode: &str, session: &
     assert!(body["flows"].is_array(), "the flows are repeated: {body}");
 }
 
-/// Whether `password` logs `user` in: `OK` or the refusal's status.
-async fn login_status(server: &TestServer, user: &str, password: &str) -> (StatusCode, Value) {
-    server
-        .post(
-            "/_matrix/client/v3/login",
-            None,
-            json!({
-                "type": "m.login.password",
-                "identifier": { "type": "m.id.user", "user": user },
-                "password": password,
-            }),
-        )
-        .await
-}
-
 async fn available(server: &TestServer, username: &str) -> (StatusCode, Value) {
     server
         .get(
@@ -148,7 +133,7 @@ async fn taken_and_invalid_usernames_are_refused_before_uia(backend: Backend) {
         .await;
     assert_error(&taken, StatusCode::BAD_REQUEST, "M_USER_IN_USE");
     assert_error(
-        &login_status(&server, "alice", "other").await,
+        &server.login_attempt("alice", "other").await,
         StatusCode::FORBIDDEN,
         "M_FORBIDDEN",
     );
@@ -375,7 +360,7 @@ async fn closed_registration_creates_nothing(backend: Backend) {
         assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
     }
     assert_error(
-        &login_status(&server, "alice", PASSWORD).await,
+        &server.login_attempt("alice", PASSWORD).await,
         StatusCode::FORBIDDEN,
         "M_FORBIDDEN",
     );
@@ -417,7 +402,7 @@ async fn token_registration_requires_the_token(backend: Backend) {
         assert_failed_stage(&response, "M_FORBIDDEN", &session);
     }
     assert_error(
-        &login_status(&server, "alice", PASSWORD).await,
+        &server.login_attempt("alice", PASSWORD).await,
         StatusCode::FORBIDDEN,
         "M_FORBIDDEN",
     );
@@ -592,7 +577,7 @@ async fn password_change_requires_the_current_password(backend: Backend) {
     // Unchanged so far.
     server.login("alice", PASSWORD).await;
     assert_error(
-        &login_status(&server, "alice", "new password").await,
+        &server.login_attempt("alice", "new password").await,
         StatusCode::FORBIDDEN,
         "M_FORBIDDEN",
     );
@@ -608,7 +593,7 @@ async fn password_change_requires_the_current_password(backend: Backend) {
     .await;
     assert_eq!((status, body), (StatusCode::OK, json!({})));
     assert_error(
-        &login_status(&server, "alice", PASSWORD).await,
+        &server.login_attempt("alice", PASSWORD).await,
         StatusCode::FORBIDDEN,
         "M_FORBIDDEN",
     );
@@ -702,7 +687,7 @@ async fn password_change_can_keep_other_devices(backend: Backend) {
     assert_eq!(server.whoami(&other.access_token).await.0, StatusCode::OK);
     server.login("alice", "new password").await;
     assert_error(
-        &login_status(&server, "alice", PASSWORD).await,
+        &server.login_attempt("alice", PASSWORD).await,
         StatusCode::FORBIDDEN,
         "M_FORBIDDEN",
     );
@@ -757,7 +742,7 @@ async fn password_auth_for_another_user_is_refused(backend: Backend) {
     // Nothing changed for anyone.
     for user in ["alice", "bob"] {
         assert_error(
-            &login_status(&server, user, "hijacked").await,
+            &server.login_attempt(user, "hijacked").await,
             StatusCode::FORBIDDEN,
             "M_FORBIDDEN",
         );
@@ -815,7 +800,7 @@ async fn deactivation_ends_the_account(backend: Backend) {
             "M_UNKNOWN_TOKEN",
         );
     }
-    let login = login_status(&server, "alice", PASSWORD).await;
+    let login = server.login_attempt("alice", PASSWORD).await;
     assert_eq!(login.0, StatusCode::FORBIDDEN, "{}", login.1);
     assert_eq!(login.1["errcode"], "M_USER_DEACTIVATED", "{}", login.1);
     assert_error(

@@ -55,20 +55,6 @@ async fn admin_ok(
     body
 }
 
-async fn login_status(server: &TestServer, user: &str, password: &str) -> (StatusCode, Value) {
-    server
-        .post(
-            "/_matrix/client/v3/login",
-            None,
-            json!({
-                "type": "m.login.password",
-                "identifier": { "type": "m.id.user", "user": user },
-                "password": password,
-            }),
-        )
-        .await
-}
-
 async fn only_administrators_reach_the_admin_api(backend: Backend) {
     let server = TestServer::start(backend).await;
     let user = server.register("mallory", PASSWORD).await;
@@ -141,11 +127,11 @@ async fn only_administrators_reach_the_admin_api(backend: Backend) {
     // Nothing the refused requests asked for happened.
     assert_eq!(server.whoami(&other.access_token).await.0, StatusCode::OK);
     assert_eq!(
-        login_status(&server, "victim", PASSWORD).await.0,
+        server.login_attempt("victim", PASSWORD).await.0,
         StatusCode::OK
     );
     assert_eq!(
-        login_status(&server, "sneaky", PASSWORD).await.0,
+        server.login_attempt("sneaky", PASSWORD).await.0,
         StatusCode::FORBIDDEN
     );
     server.join(&other.access_token, &room_id).await;
@@ -182,7 +168,7 @@ async fn administrators_create_and_list_users(backend: Backend) {
     )
     .await;
     assert_error(
-        &login_status(&server, "nopass", "").await,
+        &server.login_attempt("nopass", "").await,
         StatusCode::FORBIDDEN,
         "M_FORBIDDEN",
     );
@@ -290,7 +276,7 @@ async fn passwords_deactivation_and_admin_rights(backend: Backend) {
         "M_UNKNOWN_TOKEN",
     );
     assert_eq!(
-        login_status(&server, "bob", PASSWORD).await.0,
+        server.login_attempt("bob", PASSWORD).await.0,
         StatusCode::FORBIDDEN
     );
     let bob = server.login("bob", "new secret").await;
@@ -309,7 +295,7 @@ async fn passwords_deactivation_and_admin_rights(backend: Backend) {
         "M_UNKNOWN_TOKEN",
     );
     assert_error(
-        &login_status(&server, "bob", "new secret").await,
+        &server.login_attempt("bob", "new secret").await,
         StatusCode::FORBIDDEN,
         "M_USER_DEACTIVATED",
     );

@@ -143,19 +143,7 @@ async fn failed_logins_are_rate_limited_per_user(backend: Backend) {
     server.register("bob", PASSWORD).await;
     let attempt = |user: &'static str, password: &'static str| {
         let server = &server;
-        async move {
-            server
-                .post(
-                    "/_matrix/client/v3/login",
-                    None,
-                    json!({
-                        "type": "m.login.password",
-                        "identifier": { "type": "m.id.user", "user": user },
-                        "password": password,
-                    }),
-                )
-                .await
-        }
+        async move { server.login_attempt(user, password).await }
     };
     for _ in 0..3 {
         assert_error(

@@ -138,6 +138,34 @@ fn file_response(download: Download, filename: Option<&str>) -> Response<Binary<
         .header("Cross-Origin-Resource-Policy", "cross-origin")
 }
 
+/// Serves a file, under `filename` when given (else its uploaded name).
+async fn serve_file(
+    state: &AppState,
+    server_name: &str,
+    media_id: &str,
+    wait: Duration,
+    filename: Option<&str>,
+) -> Result<Response<Binary<Body>>> {
+    let download = state.media.download(server_name, media_id, wait).await?;
+    Ok(file_response(download, filename))
+}
+
+/// Serves the thumbnail of `(width, height, method)`.
+async fn serve_thumbnail(
+    state: &AppState,
+    server_name: &str,
+    media_id: &str,
+    (width, height, method): (u32, u32, Option<&str>),
+    wait: Duration,
+) -> Result<Response<Binary<Body>>> {
+    let method = thumbnail_method(method)?;
+    let download = state
+        .media
+        .thumbnail(server_name, media_id, width, height, method, wait)
+        .await?;
+    Ok(file_response(download, None))
+}
+
 fn upload_of(req: &Request, filename: Option<String>, body: Binary<Body>) -> Upload {
     let text = |name| {
         req.headers()
@@ -279,11 +307,7 @@ impl MediaApi {
         media_id: Path<String>,
         timeout_ms: Query<Option<u64>>,
     ) -> Result<Response<Binary<Body>>> {
-        let download = state
-            .media
-            .download(&server_name.0, &media_id.0, wait(timeout_ms.0))
-            .await?;
-        Ok(file_response(download, None))
+        serve_file(&state, &server_name, &media_id, wait(timeout_ms.0), None).await
     }
 
     /// # GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}
@@ -302,11 +326,14 @@ impl MediaApi {
         file_name: Path<String>,
         timeout_ms: Query<Option<u64>>,
     ) -> Result<Response<Binary<Body>>> {
-        let download = state
-            .media
-            .download(&server_name.0, &media_id.0, wait(timeout_ms.0))
-            .await?;
-        Ok(file_response(download, Some(&file_name.0)))
+        serve_file(
+            &state,
+            &server_name,
+            &media_id,
+            wait(timeout_ms.0),
+            Some(&file_name),
+        )
+        .await
     }
 
     /// # GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}
@@ -327,18 +354,8 @@ impl MediaApi {
         method: Query<Option<String>>,
         timeout_ms: Query<Option<u64>>,
     ) -> Result<Response<Binary<Body>>> {
-        let download = state
-            .media
-            .thumbnail(
-                &server_name.0,
-                &media_id.0,
-                width.0,
-                height.0,
-                thumbnail_method(method.as_deref())?,
-                wait(timeout_ms.0),
-            )
-            .await?;
-        Ok(file_response(download, None))
+        let size = (width.0, height.0, method.as_deref());
+        serve_thumbnail(&state, &server_name, &media_id, size, wait(timeout_ms.0)).await
     }
 
     /// # GET /_matrix/media/v3/download/{serverName}/{mediaId}
@@ -357,11 +374,7 @@ impl MediaApi {
         timeout_ms: Query<Option<u64>>,
     ) -> Result<Response<Binary<Body>>> {
         legacy_allowed(&state)?;
-        let download = state
-            .media
-            .download(&server_name.0, &media_id.0, wait(timeout_ms.0))
-            .await?;
-        Ok(file_response(download, None))
+        serve_file(&state, &server_name, &media_id, wait(timeout_ms.0), None).await
     }
 
     /// # GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}
@@ -382,18 +395,8 @@ impl MediaApi {
         method: Query<Option<String>>,
     ) -> Result<Response<Binary<Body>>> {
         legacy_allowed(&state)?;
-        let download = state
-            .media
-            .thumbnail(
-                &server_name.0,
-                &media_id.0,
-                width.0,
-                height.0,
-                thumbnail_method(method.as_deref())?,
-                DEFAULT_DOWNLOAD_WAIT,
-            )
-            .await?;
-        Ok(file_response(download, None))
+        let size = (width.0, height.0, method.as_deref());
+        serve_thumbnail(&state, &server_name, &media_id, size, DEFAULT_DOWNLOAD_WAIT).await
     }
 
     /// # POST /_teatime/media/v1/upload_url

@@ -62,6 +62,14 @@ fn placeholders(start: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// The columns of [`RoomSummary`] read from `rooms r`, before a `WHERE`.
+const ROOM_SUMMARY: &str = "SELECT r.room_id, r.room_version, r.creator, r.published, \
+     r.created_ts, \
+     (SELECT COUNT(*) FROM current_state c WHERE c.room_id = r.room_id \
+       AND c.event_type = 'm.room.member' AND c.membership = 'join') AS joined_members, \
+     (SELECT COUNT(*) FROM blocked_rooms b WHERE b.room_id = r.room_id) AS blocked \
+     FROM rooms r";
+
 /// Tables whose rows belong to one room, emptied when a room is purged
 /// (after `event_txns`, which names events, not rooms).
 const ROOM_TABLES: &[&str] = &[
@@ -145,18 +153,12 @@ impl Store {
 
     /// Rooms ordered by room id, after `from` (exclusive), at most `limit`.
     pub async fn list_rooms(&self, from: Option<&str>, limit: i64) -> Result<Vec<RoomSummary>> {
-        let rows = sqlx::query(
-            "SELECT r.room_id, r.room_version, r.creator, r.published, r.created_ts, \
-               (SELECT COUNT(*) FROM current_state c \
-                 WHERE c.room_id = r.room_id AND c.event_type = 'm.room.member' \
-                   AND c.membership = 'join') AS joined_members, \
-               (SELECT COUNT(*) FROM blocked_rooms b WHERE b.room_id = r.room_id) AS blocked \
-             FROM rooms r WHERE r.room_id > $1 ORDER BY r.room_id LIMIT $2",
-        )
-        .bind(from.unwrap_or_default())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!("{ROOM_SUMMARY} WHERE r.room_id > $1 ORDER BY r.room_id LIMIT $2");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(from.unwrap_or_default())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         let mut rooms = rows.iter().map(room_summary).collect::<Result<Vec<_>>>()?;
         self.fill_room_details(&mut rooms).await?;
         Ok(rooms)
@@ -164,17 +166,11 @@ impl Store {
 
     /// One room as an administrator sees it, if it exists.
     pub async fn room_summary(&self, room_id: &str) -> Result<Option<RoomSummary>> {
-        let row = sqlx::query(
-            "SELECT r.room_id, r.room_version, r.creator, r.published, r.created_ts, \
-               (SELECT COUNT(*) FROM current_state c \
-                 WHERE c.room_id = r.room_id AND c.event_type = 'm.room.member' \
-                   AND c.membership = 'join') AS joined_members, \
-               (SELECT COUNT(*) FROM blocked_rooms b WHERE b.room_id = r.room_id) AS blocked \
-             FROM rooms r WHERE r.room_id = $1",
-        )
-        .bind(room_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!("{ROOM_SUMMARY} WHERE r.room_id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(room_id)
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };

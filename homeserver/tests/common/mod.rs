@@ -278,6 +278,20 @@ impl TestServer {
         Session::from_json(&body)
     }
 
+    /// Tries to log in with a password: the status and body, whatever they are.
+    pub async fn login_attempt(&self, user: &str, password: &str) -> (StatusCode, Value) {
+        self.post(
+            "/_matrix/client/v3/login",
+            None,
+            json!({
+                "type": "m.login.password",
+                "identifier": { "type": "m.id.user", "user": user },
+                "password": password,
+            }),
+        )
+        .await
+    }
+
     /// Logs in with a password; panics unless it succeeds.
     pub async fn login(&self, user: &str, password: &str) -> Session {
         self.login_with(json!({
