@@ -1,16 +1,31 @@
 //! The server's ed25519 signing key: generated on first use and kept in a
-//! file as `ed25519 <version> <unpadded base64 PKCS#8>` (Synapse's format).
+//! file as `ed25519 <version> <unpadded base64 PKCS#8>`. Synapse's key files
+//! have the same shape with the bare 32-byte seed in place of PKCS#8, and
+//! load too, so a Synapse server's key can be taken over.
 
 use std::{io::Write, path::Path};
 
 use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
-use ruma::signatures::Ed25519KeyPair;
+use ruma::{
+    OwnedServerSigningKeyId, ServerSigningKeyId, ServerSigningKeyVersion, SigningKeyAlgorithm,
+    signatures::Ed25519KeyPair,
+};
 
 use crate::{Error, Result};
+
+/// Length of a bare ed25519 seed, as Synapse stores it.
+const SEED_LEN: usize = 32;
+
+/// PKCS#8 v1 (RFC 8410) framing of an ed25519 seed: the DER header that
+/// precedes the 32 seed bytes.
+const PKCS8_SEED_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
 
 /// The key this server signs events and requests with.
 pub struct SigningKey {
     pair: Ed25519KeyPair,
+    id: OwnedServerSigningKeyId,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -55,11 +70,19 @@ impl SigningKey {
         else {
             return Err("expected `ed25519 <version> <base64 key>`".into());
         };
-        let der = STANDARD_NO_PAD
+        let mut der = STANDARD_NO_PAD
             .decode(der.trim_end_matches('='))
             .map_err(|e| e.to_string())?;
-        let pair = Ed25519KeyPair::from_der(&der, version.to_owned()).map_err(|e| e.to_string())?;
-        Ok(Self { pair })
+        if der.len() == SEED_LEN {
+            der = [PKCS8_SEED_PREFIX.as_slice(), &der].concat();
+        }
+        // Other servers reject key ids outside `ed25519:[A-Za-z0-9_]+`.
+        let version = <&ServerSigningKeyVersion>::try_from(version)
+            .map_err(|e| format!("key version {version:?}: {e}"))?;
+        let id = ServerSigningKeyId::from_parts(SigningKeyAlgorithm::Ed25519, version);
+        let pair =
+            Ed25519KeyPair::from_der(&der, version.to_string()).map_err(|e| e.to_string())?;
+        Ok(Self { pair, id })
     }
 
     /// The key pair, for ruma's signing functions.
@@ -69,7 +92,12 @@ impl SigningKey {
 
     /// `ed25519:<version>`, as it appears in `signatures` and key queries.
     pub fn key_id(&self) -> String {
-        format!("ed25519:{}", self.pair.version())
+        self.id.to_string()
+    }
+
+    /// [`Self::key_id`] as ruma's identifier.
+    pub fn id(&self) -> &ServerSigningKeyId {
+        &self.id
     }
 
     /// The public key, unpadded base64.
@@ -78,11 +106,17 @@ impl SigningKey {
     }
 }
 
-/// A version name derived from the key itself: `a_` and the first public key characters.
+/// A version name derived from the key itself: `a_` and the first six
+/// letters and digits of the public key (versions allow only `[A-Za-z0-9_]`).
 fn version_from(der: &[u8]) -> Result<String, String> {
     let pair = Ed25519KeyPair::from_der(der, String::new()).map_err(|e| e.to_string())?;
-    let public = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key());
-    Ok(format!("a_{}", &public[..6]))
+    let public = STANDARD_NO_PAD.encode(pair.public_key());
+    let name: String = public
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(6)
+        .collect();
+    Ok(format!("a_{name}"))
 }
 
 #[cfg(test)]
@@ -98,7 +132,33 @@ mod tests {
         assert_eq!(first.key_id(), second.key_id());
         assert_eq!(first.public_key_base64(), second.public_key_base64());
         assert!(first.key_id().starts_with("ed25519:a_"));
+        assert!(
+            first.key_id()["ed25519:".len()..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{}",
+            first.key_id()
+        );
         assert_eq!(first.public_key_base64().len(), 43);
+    }
+
+    #[test]
+    fn synapse_key_files_load() {
+        // A Synapse signing key from gomatrixserverlib's test suite
+        // (fclient/request_test.go) with its published public key.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("synapse.signing.key");
+        std::fs::write(
+            &path,
+            "ed25519 a_Obwu QJvXAPj0D9MUb1exkD8pIWmCvT1xajlsB8jRYz/G5HE\n",
+        )
+        .unwrap();
+        let key = SigningKey::load_or_generate(&path).unwrap();
+        assert_eq!(key.key_id(), "ed25519:a_Obwu");
+        assert_eq!(
+            key.public_key_base64(),
+            "2UwTWD4+tgTgENV7znGGNqhAOGY+BW1mRAnC6W6FBQg"
+        );
     }
 
     #[test]
@@ -108,5 +168,13 @@ mod tests {
         std::fs::write(&path, "ed25519 v1 not-base64!!").unwrap();
         let err = SigningKey::load_or_generate(&path).unwrap_err();
         assert!(err.to_string().contains("signing.key"), "{err}");
+
+        std::fs::write(
+            &path,
+            "ed25519 a-b QJvXAPj0D9MUb1exkD8pIWmCvT1xajlsB8jRYz/G5HE\n",
+        )
+        .unwrap();
+        let err = SigningKey::load_or_generate(&path).unwrap_err();
+        assert!(err.to_string().contains("a-b"), "{err}");
     }
 }

@@ -52,6 +52,9 @@ pub enum Error {
     GuestAccessForbidden,
     #[error("missing access token")]
     MissingToken,
+    /// A server-server request without a valid signature (401 `M_UNAUTHORIZED`).
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("unknown or revoked access token")]
     UnknownToken { soft_logout: bool },
     #[error("too many requests")]
@@ -126,6 +129,7 @@ impl Error {
             Error::RegistrationDisabled => (S::FORBIDDEN, "M_FORBIDDEN"),
             Error::GuestAccessForbidden => (S::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN"),
             Error::MissingToken => (S::UNAUTHORIZED, "M_MISSING_TOKEN"),
+            Error::Unauthorized(_) => (S::UNAUTHORIZED, "M_UNAUTHORIZED"),
             Error::UnknownToken { .. } => (S::UNAUTHORIZED, "M_UNKNOWN_TOKEN"),
             Error::LimitExceeded { .. } => (S::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"),
             Error::TooLarge => (S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"),
@@ -318,7 +322,18 @@ impl From<federation::Error> for Error {
             F::InvalidEvent(reason) => Error::BadJson(format!("invalid event: {reason}")),
             F::Json(e) => Error::BadJson(format!("invalid event: {e}")),
             F::UnsupportedRoomVersion(version) => Error::UnsupportedRoomVersion(version),
-            other @ (F::KeyFile { .. } | F::Verification(_)) => Error::Internal(other.to_string()),
+            F::MalformedAuthorization(_) | F::WrongDestination { .. } | F::UnknownKey { .. } => {
+                Error::Unauthorized(err.to_string())
+            }
+            F::InvalidRequest(reason) => Error::BadJson(reason),
+            other @ (F::KeyFile { .. }
+            | F::Verification(_)
+            | F::ServerKeys { .. }
+            | F::Discovery { .. }
+            | F::ClientSetup(_)
+            | F::Transport { .. }
+            | F::Remote { .. }
+            | F::Certificate { .. }) => Error::Internal(other.to_string()),
         }
     }
 }
