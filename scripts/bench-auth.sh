@@ -25,7 +25,7 @@ base="http://127.0.0.1:$port"
 server_cpu="taskset -c 0"; client_cpu="taskset -c 1"
 command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ] || { server_cpu=""; client_cpu=""; }
 
-TEATIME_LISTEN="127.0.0.1:$port" TEATIME_DATA_DIR="$data_dir" RUST_LOG=warn \
+TEATIME_LISTEN="127.0.0.1:$port" TEATIME_FEDERATION_LISTEN=127.0.0.1:0 TEATIME_DATA_DIR="$data_dir" RUST_LOG=warn \
     $server_cpu "$CARGO_TARGET_DIR/release/teatime" serve &
 server_pid=$!
 trap 'kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null; rm -rf "$data_dir"' EXIT

@@ -48,7 +48,7 @@ bench() {
     base="http://127.0.0.1:$port"
     mkdir -p "$work/$name"
     env -u TEATIME_DATABASE_URL ${database_url:+TEATIME_DATABASE_URL="$database_url"} \
-        TEATIME_LISTEN="127.0.0.1:$port" TEATIME_DATA_DIR="$work/$name" \
+        TEATIME_LISTEN="127.0.0.1:$port" TEATIME_FEDERATION_LISTEN=127.0.0.1:0 TEATIME_DATA_DIR="$work/$name" \
         TEATIME_REGISTRATION_BURST=100000 RUST_LOG=warn \
         $server_cpu "$teatime" serve 2>"$work/$name.log" &
     server_pid=$!

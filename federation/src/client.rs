@@ -135,30 +135,57 @@ impl<R: Resolver> FederationClient<R> {
         path_and_query: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value> {
+        self.send(destination, method, path_and_query, body, true)
+            .await
+    }
+
+    /// `GET path_and_query` of `destination` without a signature, for the
+    /// endpoints that need none (`/_matrix/key/v2/server`). Signing a key
+    /// fetch would make the other server fetch our keys first, and if it
+    /// signed that fetch too, the two would wait on each other for ever.
+    pub async fn get_unsigned_json(
+        &self,
+        destination: &ServerName,
+        path_and_query: &str,
+    ) -> Result<serde_json::Value> {
+        self.send(destination, Method::GET, path_and_query, None, false)
+            .await
+    }
+
+    async fn send(
+        &self,
+        destination: &ServerName,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&serde_json::Value>,
+        signed: bool,
+    ) -> Result<serde_json::Value> {
         let target = self.discovery.resolve(destination).await?;
         let body = body
             .map(serde_json::to_vec)
             .transpose()
             .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        let authorization = authorization_header(
-            &self.key,
-            &self.server_name,
-            destination,
-            RequestParts {
-                method: &method,
-                uri: path_and_query,
-                body: body.as_deref().unwrap_or_default(),
-            },
-        )?;
         let url = format!(
             "https://{}:{}{path_and_query}",
             target.tls_name, target.port
         );
         let mut request = self
             .http_for(&target)?
-            .request(method, url)
-            .header(HOST, &target.host_header)
-            .header(AUTHORIZATION, authorization);
+            .request(method.clone(), url)
+            .header(HOST, &target.host_header);
+        if signed {
+            let authorization = authorization_header(
+                &self.key,
+                &self.server_name,
+                destination,
+                RequestParts {
+                    method: &method,
+                    uri: path_and_query,
+                    body: body.as_deref().unwrap_or_default(),
+                },
+            )?;
+            request = request.header(AUTHORIZATION, authorization);
+        }
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }

@@ -82,6 +82,8 @@ pub struct Config {
     pub max_json_body_bytes: usize,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
+    /// Check other servers' TLS certificates (turn off only on test networks).
+    pub federation_verify_tls: bool,
     /// `fs` (the data dir) or `s3` (the `s3_*` settings).
     pub media_backend: MediaBackend,
     /// The S3 endpoint URL, e.g. `https://<account>.r2.cloudflarestorage.com`.
@@ -123,6 +125,7 @@ impl Default for Config {
             registration_refill_secs: 6,
             max_json_body_bytes: 1024 * 1024,
             log_format: LogFormat::Text,
+            federation_verify_tls: true,
             media_backend: MediaBackend::Fs,
             s3_endpoint: None,
             s3_bucket: None,

@@ -32,6 +32,7 @@ pub mod filters;
 pub mod http;
 pub mod media_repo;
 pub mod metrics;
+pub mod remote;
 pub mod rooms;
 pub mod server;
 pub mod state;

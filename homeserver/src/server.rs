@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use poem::{
     EndpointExt, IntoResponse, Response, Route, Server, get, handler,
     http::StatusCode,
-    listener::{Acceptor, Listener, TcpListener},
+    listener::{Acceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener},
     middleware::CatchPanic,
     web::{Data, Json},
 };
@@ -41,6 +41,7 @@ pub fn endpoint(state: Arc<AppState>) -> impl poem::Endpoint<Output = Response> 
         .nest("/docs", docs)
         .nest("/", api)
         .around(http::json_bodies(max_body))
+        .around(http::server_signatures)
         .around(http::query_access_token)
         .around(http::trailing_slashes)
         .around(http::matrix_errors)
@@ -80,25 +81,54 @@ async fn metrics_text(state: Data<&Arc<AppState>>) -> Response {
 pub struct RunningServer {
     /// Where the client API listens (the real port when configured with port 0).
     pub addr: SocketAddr,
+    /// Where the federation API listens over HTTPS.
+    pub federation_addr: SocketAddr,
     /// The shared state, for callers that need the store or services.
     pub state: Arc<AppState>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
 
-/// Opens storage, binds the client listener and starts serving.
-pub async fn start(config: Config) -> Result<RunningServer> {
-    let state = AppState::open(config).await?;
-    let listen = state.config.listen;
+/// The federation listener's certificate: self-signed, made on first start
+/// and kept in the data dir (other servers check keys, not certificates, on
+/// test networks; production deployments put a reverse proxy with a real
+/// certificate in front, see infra/Caddyfile).
+fn federation_tls(config: &Config) -> Result<RustlsConfig> {
+    let server_name = ruma::ServerName::parse(&config.server_name)
+        .map_err(|e| Error::Internal(format!("server name: {e}")))?;
+    let identity = federation::tls::self_signed(&config.data_dir.join("tls"), &server_name)?;
+    Ok(RustlsConfig::new().fallback(
+        RustlsCertificate::new()
+            .cert(identity.certificate_pem)
+            .key(identity.private_key_pem),
+    ))
+}
+
+/// Opens storage, binds the client and federation listeners and starts serving.
+pub async fn start(mut config: Config) -> Result<RunningServer> {
+    let listen = config.listen;
+    let federation_listen = config.federation_listen;
+    let tls = federation_tls(&config)?;
     let acceptor = TcpListener::bind(listen)
+        .combine(TcpListener::bind(federation_listen).rustls(tls))
         .into_acceptor()
         .await
-        .map_err(|e| Error::Internal(format!("cannot listen on {listen}: {e}")))?;
-    let addr = acceptor
+        .map_err(|e| {
+            Error::Internal(format!(
+                "cannot listen on {listen} and {federation_listen} (federation): {e}"
+            ))
+        })?;
+    let addrs: Vec<SocketAddr> = acceptor
         .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-        .unwrap_or(listen);
+        .iter()
+        .filter_map(|a| a.as_socket_addr().copied())
+        .collect();
+    let addr = addrs.first().copied().unwrap_or(listen);
+    let federation_addr = addrs.get(1).copied().unwrap_or(federation_listen);
+    // Ports the system chose (port 0) are the ones the server advertises.
+    config.listen = addr;
+    config.federation_listen = federation_addr;
+    let state = AppState::open(config).await?;
     let (shutdown, stopped) = oneshot::channel::<()>();
     let app = endpoint(state.clone());
     let task = tokio::spawn(async move {
@@ -108,6 +138,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     });
     Ok(RunningServer {
         addr,
+        federation_addr,
         state,
         shutdown,
         task,

@@ -18,6 +18,7 @@ use crate::{
     filters::Filters,
     media_repo::MediaRepo,
     metrics::Metrics,
+    remote::Remote,
     rooms::Rooms,
     storage::Store,
     sync::{Change, Notifier, Syncer},
@@ -43,6 +44,8 @@ pub struct AppState {
     pub to_device: ToDevice,
     pub metrics: Arc<Metrics>,
     pub media: MediaRepo,
+    /// Other servers: keys, signed requests, queries.
+    pub remote: Remote,
     /// Cancelled when the server begins to stop: long-polls answer, sockets close.
     pub stopping: CancellationToken,
     /// The open WebSockets, so shutdown can wait for their goodbyes.
@@ -81,6 +84,7 @@ impl AppState {
         )?);
         let server_name = ruma::ServerName::parse(&config.server_name)
             .map_err(|e| Error::Internal(format!("server name: {e}")))?;
+        let remote = Remote::new(&config, store.clone(), signing_key.clone())?;
         let rooms = Rooms::new(
             store.clone(),
             signing_key,
@@ -112,6 +116,7 @@ impl AppState {
             to_device,
             metrics: Arc::new(Metrics::default()),
             media,
+            remote,
             stopping,
             sockets: TaskTracker::new(),
         }))

@@ -8,6 +8,7 @@ mod devices;
 mod directory;
 mod discovery;
 mod ephemeral;
+mod federation;
 mod filters;
 mod media;
 mod profile;
@@ -28,7 +29,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-pub use security::AccessToken;
+pub use security::{AccessToken, ServerSignature};
 
 #[derive(Tags)]
 enum Tag {
@@ -56,6 +57,8 @@ enum Tag {
     Sync,
     /// The media repository: uploads, downloads, thumbnails.
     Media,
+    /// The Server-Server API: keys, queries from other servers.
+    Federation,
     /// Server administration (`/_teatime/admin/v1`): server administrators only.
     Admin,
 }
@@ -77,6 +80,7 @@ pub type ClientApi = (
     ephemeral::EphemeralApi,
     media::MediaApi,
     admin::AdminApi,
+    federation::FederationApi,
 );
 
 /// The OpenAPI service for the client API.
@@ -98,6 +102,7 @@ pub fn service() -> OpenApiService<ClientApi, ()> {
             ephemeral::EphemeralApi,
             media::MediaApi,
             admin::AdminApi,
+            federation::FederationApi,
         ),
         "TeaTime Client-Server API",
         env!("CARGO_PKG_VERSION"),

@@ -7,6 +7,7 @@ use poem_openapi::{Object, OpenApi, param::Path, payload::Json};
 
 use super::{AccessToken, Tag, parse_user_id, session::Empty};
 use crate::{
+    accounts::Profile,
     error::{Error, Result},
     state::AppState,
 };
@@ -32,6 +33,16 @@ struct AvatarUrl {
 
 pub struct ProfileApi;
 
+/// The profile of a local user, or of a remote one as their server tells it.
+async fn any_profile(state: &AppState, user_id: &str) -> Result<Profile> {
+    let user_id = parse_user_id(user_id)?;
+    if user_id.server_name().as_str() == state.config.server_name {
+        state.accounts.profile(user_id.as_str()).await
+    } else {
+        state.remote.profile(&user_id).await
+    }
+}
+
 #[OpenApi(tag = "Tag::Profile")]
 impl ProfileApi {
     /// # GET /_matrix/client/v3/profile/{userId}
@@ -46,10 +57,7 @@ impl ProfileApi {
         state: Data<&Arc<AppState>>,
         user_id: Path<String>,
     ) -> Result<Json<ProfileBody>> {
-        let profile = state
-            .accounts
-            .profile(parse_user_id(&user_id.0)?.as_str())
-            .await?;
+        let profile = any_profile(&state, &user_id.0).await?;
         Ok(Json(ProfileBody {
             displayname: profile.displayname,
             avatar_url: profile.avatar_url,
@@ -67,10 +75,7 @@ impl ProfileApi {
         state: Data<&Arc<AppState>>,
         user_id: Path<String>,
     ) -> Result<Json<Displayname>> {
-        let profile = state
-            .accounts
-            .profile(parse_user_id(&user_id.0)?.as_str())
-            .await?;
+        let profile = any_profile(&state, &user_id.0).await?;
         // v1.19: a profile field that is not set is a 404, not a null value.
         let displayname = profile
             .displayname
@@ -117,10 +122,7 @@ impl ProfileApi {
         state: Data<&Arc<AppState>>,
         user_id: Path<String>,
     ) -> Result<Json<AvatarUrl>> {
-        let profile = state
-            .accounts
-            .profile(parse_user_id(&user_id.0)?.as_str())
-            .await?;
+        let profile = any_profile(&state, &user_id.0).await?;
         let avatar_url = profile
             .avatar_url
             .ok_or_else(|| Error::NotFound("this user has no avatar".into()))?;

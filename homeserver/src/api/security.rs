@@ -3,9 +3,13 @@
 use std::sync::Arc;
 
 use poem::Request;
-use poem_openapi::{SecurityScheme, auth::Bearer};
+use poem_openapi::{
+    SecurityScheme,
+    auth::{ApiKey, Bearer},
+};
+use ruma::OwnedServerName;
 
-use crate::{auth::Authed, error::Error, state::AppState};
+use crate::{auth::Authed, error::Error, http::VerifiedOrigin, state::AppState};
 
 /// An authenticated request: `Authorization: Bearer <access token>` (or the
 /// deprecated `access_token` query parameter).
@@ -21,4 +25,23 @@ async fn check_access_token(req: &Request, bearer: Bearer) -> poem::Result<Authe
         .sessions
         .authenticate(&bearer.token, super::client_ip(req))
         .await?)
+}
+
+/// A server-server request signed by its origin server:
+/// `Authorization: X-Matrix origin="...",destination="...",key="...",sig="..."`
+/// over the method, target and body (checked before the handler runs).
+#[derive(SecurityScheme)]
+#[oai(
+    ty = "api_key",
+    key_name = "Authorization",
+    key_in = "header",
+    checker = "check_server_signature"
+)]
+pub struct ServerSignature(pub OwnedServerName);
+
+async fn check_server_signature(req: &Request, _header: ApiKey) -> poem::Result<OwnedServerName> {
+    req.extensions()
+        .get::<VerifiedOrigin>()
+        .map(|origin| origin.0.clone())
+        .ok_or_else(|| Error::Unauthorized("an X-Matrix signed request is required".into()).into())
 }

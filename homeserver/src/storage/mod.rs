@@ -13,6 +13,7 @@ mod filters;
 mod media;
 mod presence;
 mod receipts;
+mod server_keys;
 mod sync;
 mod to_device;
 mod uia;
@@ -129,6 +130,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "media",
         include_str!("../../../migrations/sqlite/0009_media.sql"),
     ),
+    (
+        10,
+        "server_keys",
+        include_str!("../../../migrations/sqlite/0010_server_keys.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -175,6 +181,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "media",
         include_str!("../../../migrations/postgres/0009_media.sql"),
+    ),
+    (
+        10,
+        "server_keys",
+        include_str!("../../../migrations/postgres/0010_server_keys.sql"),
     ),
 ];
 

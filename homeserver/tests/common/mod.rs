@@ -94,6 +94,7 @@ fn uuid_like() -> String {
 pub fn test_config(data_dir: PathBuf) -> Config {
     Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        federation_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir,
         registration_burst: 10_000,
         login_failure_burst: 10_000,
@@ -166,6 +167,19 @@ impl TestServer {
         }
     }
 
+    /// A server that federates on loopback: its server name is
+    /// `127.0.0.1:<federation port>`, so other servers reach it directly, and
+    /// it accepts the self-signed certificates of the others.
+    pub async fn start_federating(backend: Backend) -> TestServer {
+        let port = process::free_port();
+        Self::start_with(backend, |config| {
+            config.server_name = format!("127.0.0.1:{port}");
+            config.federation_listen = SocketAddr::from(([127, 0, 0, 1], port));
+            config.federation_verify_tls = false;
+        })
+        .await
+    }
+
     /// The server's configuration (data dir, database URL, ...).
     pub fn config(&self) -> &Config {
         &self.config
@@ -193,6 +207,14 @@ impl TestServer {
     /// The running server's state and services.
     pub fn state(&self) -> &std::sync::Arc<homeserver::state::AppState> {
         &self.server.as_ref().expect("server running").state
+    }
+
+    /// Where the federation API listens (HTTPS).
+    pub fn federation_addr(&self) -> SocketAddr {
+        self.server
+            .as_ref()
+            .expect("server running")
+            .federation_addr
     }
 
     /// Grants server administration, as `teatime admin set-admin` does.

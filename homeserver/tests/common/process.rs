@@ -55,6 +55,7 @@ pub async fn serve_logging_to(dir: &Path, envs: &[(&str, &str)], log: impl Into<
     let child = teatime(dir)
         .arg("serve")
         .env("TEATIME_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TEATIME_FEDERATION_LISTEN", "127.0.0.1:0")
         .envs(envs.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)

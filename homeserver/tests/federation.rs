@@ -1,0 +1,254 @@
+//! The Server-Server API between TeaTime servers on loopback: server keys
+//! and the notary, X-Matrix signed requests (and the refusal of bad ones),
+//! and a remote profile looked up through the user's server.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Backend, PASSWORD, TestServer, assert_error, encode};
+use federation::{
+    keys::SigningKey,
+    request_auth::{RequestParts, authorization_header},
+    server_keys::verify_server_keys,
+};
+use reqwest::{Method, StatusCode};
+use ruma::{CanonicalJsonObject, MilliSecondsSinceUnixEpoch, ServerName};
+use serde_json::{Value, json};
+
+on_both_backends!(
+    servers_publish_and_notarise_keys,
+    signed_requests_are_checked,
+    remote_profiles_come_from_the_users_server,
+);
+
+/// An HTTPS client for the test servers' self-signed certificates.
+fn https() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .expect("client")
+}
+
+fn server_name(server: &TestServer) -> &ServerName {
+    <&ServerName>::try_from(server.config().server_name.as_str()).expect("server name")
+}
+
+async fn get_json(url: &str) -> (StatusCode, Value) {
+    let response = https().get(url).send().await.expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn servers_publish_and_notarise_keys(backend: Backend) {
+    let a = TestServer::start_federating(backend).await;
+    let b = TestServer::start_federating(backend).await;
+    // Over the federation listener (HTTPS), as other servers ask.
+    let (status, document) = get_json(&format!(
+        "https://{}/_matrix/key/v2/server",
+        b.federation_addr()
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{document}");
+    let document: CanonicalJsonObject = serde_json::from_value(document).unwrap();
+    let checked = verify_server_keys(document, server_name(&b), MilliSecondsSinceUnixEpoch::now())
+        .expect("a self-signed key document");
+    assert!(!checked.expired);
+    assert_eq!(checked.verify_keys.len(), 1);
+
+    // A notarises B's keys: B's signature and A's.
+    let (status, answer) = a
+        .get(
+            &format!("/_matrix/key/v2/query/{}", encode(server_name(&b).as_str())),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let documents = answer["server_keys"].as_array().unwrap();
+    assert_eq!(documents.len(), 1, "{answer}");
+    let signatures = documents[0]["signatures"].as_object().unwrap();
+    assert!(
+        signatures.contains_key(server_name(&a).as_str()),
+        "{answer}"
+    );
+    assert!(
+        signatures.contains_key(server_name(&b).as_str()),
+        "{answer}"
+    );
+    let notarised: CanonicalJsonObject = serde_json::from_value(documents[0].clone()).unwrap();
+    verify_server_keys(
+        notarised,
+        server_name(&b),
+        MilliSecondsSinceUnixEpoch::now(),
+    )
+    .expect("still B's own document");
+
+    // The batch form; a server that cannot be reached is left out.
+    let (status, answer) = a
+        .post(
+            "/_matrix/key/v2/query",
+            None,
+            json!({ "server_keys": {
+                server_name(&b).as_str(): {},
+                server_name(&a).as_str(): {},
+                "127.0.0.1:1": {},
+            } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let mut named: Vec<&str> = answer["server_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["server_name"].as_str().unwrap())
+        .collect();
+    named.sort();
+    let mut expected = vec![server_name(&a).as_str(), server_name(&b).as_str()];
+    expected.sort();
+    assert_eq!(named, expected);
+
+    let (status, version) = get_json(&format!(
+        "https://{}/_matrix/federation/v1/version",
+        a.federation_addr()
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(version["server"]["name"], "TeaTime");
+    a.finish().await;
+    b.finish().await;
+}
+
+/// Sends `GET target` to `to` over HTTPS, signed as `origin` with `key` for
+/// `destination`.
+async fn signed_get(
+    to: &TestServer,
+    target: &str,
+    origin: &ServerName,
+    destination: &ServerName,
+    key: &SigningKey,
+) -> (StatusCode, Value) {
+    let authorization = authorization_header(
+        key,
+        origin,
+        destination,
+        RequestParts {
+            method: &Method::GET,
+            uri: target,
+            body: b"",
+        },
+    )
+    .expect("signed");
+    let response = https()
+        .get(format!("https://{}{target}", to.federation_addr()))
+        .header("authorization", authorization)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn signed_requests_are_checked(backend: Backend) {
+    let a = TestServer::start_federating(backend).await;
+    let b = TestServer::start_federating(backend).await;
+    let bob = b.register("bob", PASSWORD).await;
+    let target = format!(
+        "/_matrix/federation/v1/query/profile?user_id={}",
+        encode(&bob.user_id)
+    );
+    let a_key = SigningKey::load_or_generate(&a.config().data_dir.join("signing.key")).unwrap();
+
+    // Signed by A with A's real key: B fetches A's keys and accepts.
+    let (status, profile) = signed_get(&b, &target, server_name(&a), server_name(&b), &a_key).await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    assert_eq!(profile["displayname"], "bob");
+
+    // Unsigned.
+    let (status, body) = get_json(&format!("https://{}{target}", b.federation_addr())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // Signed for another destination.
+    let (status, body) = signed_get(&b, &target, server_name(&a), server_name(&a), &a_key).await;
+    assert_error(&(status, body), StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED");
+    // Claiming to be A with a key A does not have.
+    let dir = tempfile::tempdir().unwrap();
+    let forged = SigningKey::load_or_generate(&dir.path().join("forged.key")).unwrap();
+    let (status, body) = signed_get(&b, &target, server_name(&a), server_name(&b), &forged).await;
+    assert_error(&(status, body), StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED");
+    // A signature over another request (a different user asked about).
+    let other_target = format!(
+        "/_matrix/federation/v1/query/profile?user_id={}",
+        encode(&format!("@eve:{}", server_name(&b)))
+    );
+    let authorization = authorization_header(
+        &a_key,
+        server_name(&a),
+        server_name(&b),
+        RequestParts {
+            method: &Method::GET,
+            uri: &other_target,
+            body: b"",
+        },
+    )
+    .unwrap();
+    let replayed = https()
+        .get(format!("https://{}{target}", b.federation_addr()))
+        .header("authorization", authorization)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), StatusCode::UNAUTHORIZED);
+    // Claiming to be B itself, from outside.
+    let b_key =
+        Arc::new(SigningKey::load_or_generate(&b.config().data_dir.join("signing.key")).unwrap());
+    let (status, body) = signed_get(&b, &target, server_name(&b), server_name(&b), &b_key).await;
+    assert_error(&(status, body), StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED");
+    a.finish().await;
+    b.finish().await;
+}
+
+async fn remote_profiles_come_from_the_users_server(backend: Backend) {
+    let a = TestServer::start_federating(backend).await;
+    let b = TestServer::start_federating(backend).await;
+    let alice = a.register("alice", PASSWORD).await;
+    let bob = b.register("bob", PASSWORD).await;
+    let (status, _) = b
+        .put(
+            &format!(
+                "/_matrix/client/v3/profile/{}/displayname",
+                encode(&bob.user_id)
+            ),
+            Some(&bob.access_token),
+            json!({ "displayname": "Bob on B" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, profile) = a
+        .get(
+            &format!("/_matrix/client/v3/profile/{}", encode(&bob.user_id)),
+            Some(&alice.access_token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    assert_eq!(profile["displayname"], "Bob on B");
+    let (status, name) = a
+        .get(
+            &format!(
+                "/_matrix/client/v3/profile/{}/displayname",
+                encode(&bob.user_id)
+            ),
+            Some(&alice.access_token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{name}");
+    assert_eq!(name["displayname"], "Bob on B");
+    let ghost = format!("@ghost:{}", server_name(&b));
+    let missing = a
+        .get(
+            &format!("/_matrix/client/v3/profile/{}", encode(&ghost)),
+            Some(&alice.access_token),
+        )
+        .await;
+    assert_error(&missing, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    a.finish().await;
+    b.finish().await;
+}
