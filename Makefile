@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR
 
 TEATIME_DEBUG_BIN := $(CARGO_TARGET_DIR)/debug/teatime
 
-.PHONY: run test test-deps lint check-infra test-rust test-interop openapi bench bench-rooms bench-delivery
+.PHONY: run test test-deps lint check-infra test-rust test-interop openapi bench bench-rooms bench-delivery bench-media
 
 run:
 	cargo run --release -p homeserver --bin teatime -- serve
@@ -49,3 +49,7 @@ bench-rooms: scripts/bench-rooms.sh
 # Delivery latency over WebSocket and /sync fan-out, and the RSS of idle sockets.
 bench-delivery: scripts/bench-delivery.sh
 	scripts/bench-delivery.sh
+
+# Upload/download throughput on disk and S3 (s3s-fs), and RSS during a 1 GiB upload.
+bench-media: scripts/bench-media.sh
+	scripts/bench-media.sh

@@ -21,6 +21,9 @@
 //! - `idle-sockets`: `--clients` authenticated idle WebSockets held open, then
 //!   checked with `ping` on a sample.
 //!
+//! Media scenarios (only when named; see `media.rs`): `media` (upload and
+//! download throughput per `--file-mb` size) and `big-upload`.
+//!
 //! Any error makes the exit status 1.
 
 use std::{
@@ -28,6 +31,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+mod media;
 mod realtime;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -77,6 +81,12 @@ struct Args {
     /// script can measure the server in between.
     #[arg(long)]
     pause_on_stdin: bool,
+    /// `media`: file sizes in MB, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,100")]
+    file_mb: Vec<u64>,
+    /// `big-upload`: the size of the one upload, in MB.
+    #[arg(long, default_value_t = 1024)]
+    big_upload_mb: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -88,6 +98,8 @@ enum Scenario {
     WsFanout,
     SyncFanout,
     IdleSockets,
+    Media,
+    BigUpload,
 }
 
 #[tokio::main]
@@ -114,6 +126,11 @@ async fn main() -> Result<()> {
         concurrency: args.concurrency,
         sockets_per_user: args.sockets_per_user,
         ping_sample: args.ping_sample,
+        pause_on_stdin: args.pause_on_stdin,
+    };
+    let media_settings = media::Settings {
+        file_mb: args.file_mb.clone(),
+        big_upload_mb: args.big_upload_mb,
         pause_on_stdin: args.pause_on_stdin,
     };
     let run = Run {
@@ -165,6 +182,14 @@ async fn main() -> Result<()> {
             }
             Scenario::IdleSockets => {
                 failed |= !realtime::idle_sockets(&run, &settings).await?;
+                continue;
+            }
+            Scenario::Media => {
+                failed |= !media::throughput(&run, &media_settings).await?;
+                continue;
+            }
+            Scenario::BigUpload => {
+                failed |= !media::big_upload(&run, &media_settings).await?;
                 continue;
             }
         };
