@@ -77,6 +77,24 @@ impl ClientOptions {
     }
 }
 
+/// The largest JSON answer read from another server (room state for a join
+/// of a large room is tens of megabytes).
+const MAX_JSON_ANSWER: u64 = 64 * 1024 * 1024;
+
+/// An answer read whole: its `Content-Type` and body.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+fn json_of(destination: &ServerName, answer: &RawAnswer) -> Result<serde_json::Value> {
+    serde_json::from_slice(&answer.body).map_err(|e| Error::Transport {
+        destination: destination.to_string(),
+        reason: format!("the answer is not JSON: {e}"),
+    })
+}
+
 /// Sends signed requests to other servers.
 pub struct FederationClient<R = NetworkResolver> {
     server_name: OwnedServerName,
@@ -135,8 +153,17 @@ impl<R: Resolver> FederationClient<R> {
         path_and_query: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value> {
-        self.send(destination, method, path_and_query, body, true)
-            .await
+        let answer = self
+            .send(
+                destination,
+                method,
+                path_and_query,
+                body,
+                true,
+                MAX_JSON_ANSWER,
+            )
+            .await?;
+        json_of(destination, &answer)
     }
 
     /// `GET path_and_query` of `destination` without a signature, for the
@@ -148,8 +175,37 @@ impl<R: Resolver> FederationClient<R> {
         destination: &ServerName,
         path_and_query: &str,
     ) -> Result<serde_json::Value> {
-        self.send(destination, Method::GET, path_and_query, None, false)
-            .await
+        let answer = self
+            .send(
+                destination,
+                Method::GET,
+                path_and_query,
+                None,
+                false,
+                MAX_JSON_ANSWER,
+            )
+            .await?;
+        json_of(destination, &answer)
+    }
+
+    /// `GET path_and_query` of `destination` (signed or not) for its raw
+    /// answer, at most `max_bytes` long: media, which is not JSON.
+    pub async fn get_bytes(
+        &self,
+        destination: &ServerName,
+        path_and_query: &str,
+        signed: bool,
+        max_bytes: u64,
+    ) -> Result<RawAnswer> {
+        self.send(
+            destination,
+            Method::GET,
+            path_and_query,
+            None,
+            signed,
+            max_bytes,
+        )
+        .await
     }
 
     async fn send(
@@ -159,7 +215,8 @@ impl<R: Resolver> FederationClient<R> {
         path_and_query: &str,
         body: Option<&serde_json::Value>,
         signed: bool,
-    ) -> Result<serde_json::Value> {
+        max_bytes: u64,
+    ) -> Result<RawAnswer> {
         let target = self.discovery.resolve(destination).await?;
         let body = body
             .map(serde_json::to_vec)
@@ -194,16 +251,30 @@ impl<R: Resolver> FederationClient<R> {
             destination: destination.to_string(),
             reason,
         };
-        let response = request.send().await.map_err(|e| failed(error_chain(&e)))?;
+        let mut response = request.send().await.map_err(|e| failed(error_chain(&e)))?;
         let status = response.status();
-        let answer = response
-            .bytes()
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| failed(error_chain(&e)))?;
-        if !status.is_success() {
-            return Err(remote_error(destination, status.as_u16(), &answer));
+            .map_err(|e| failed(error_chain(&e)))?
+        {
+            if (body.len() + chunk.len()) as u64 > max_bytes {
+                return Err(failed(format!(
+                    "the answer is larger than {max_bytes} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice(&answer).map_err(|e| failed(format!("the answer is not JSON: {e}")))
+        if !status.is_success() {
+            return Err(remote_error(destination, status.as_u16(), &body));
+        }
+        Ok(RawAnswer { content_type, body })
     }
 
     fn http_for(&self, target: &Destination) -> Result<reqwest::Client> {

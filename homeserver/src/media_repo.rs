@@ -11,10 +11,13 @@ use media::{
 };
 use tokio_util::sync::CancellationToken;
 
+use ruma::ServerName;
+
 use crate::{
     auth::tokens::random_id,
     config::{Config, MediaBackend},
     error::{Error, Result},
+    remote::Remote,
     storage::{MediaRow, Store, ThumbnailRow, now_ms},
 };
 
@@ -77,11 +80,18 @@ pub struct MediaRepo {
     max_upload_size: u64,
     quota: u64,
     stopping: CancellationToken,
+    /// Where media of other servers is fetched from.
+    remote: Arc<Remote>,
 }
 
 impl MediaRepo {
     /// Opens the configured media store (checking an S3 bucket answers).
-    pub async fn open(config: &Config, store: Store, stopping: CancellationToken) -> Result<Self> {
+    pub async fn open(
+        config: &Config,
+        store: Store,
+        stopping: CancellationToken,
+        remote: Arc<Remote>,
+    ) -> Result<Self> {
         let objects: Arc<dyn MediaStore> = match config.media_backend {
             MediaBackend::Fs => Arc::new(FsStore::open(config.data_dir.join("media")).await?),
             MediaBackend::S3 => {
@@ -107,6 +117,7 @@ impl MediaRepo {
             max_upload_size: config.max_upload_size,
             quota: config.media_quota_bytes,
             stopping,
+            remote,
         })
     }
 
@@ -330,9 +341,7 @@ impl MediaRepo {
     /// The row of a media id of this server (`None` for unknown ids).
     async fn local_media(&self, server_name: &str, media_id: &str) -> Result<Option<MediaRow>> {
         if server_name != self.server_name {
-            return Err(Error::NotFound(
-                "media of other servers is not available yet".into(),
-            ));
+            return Err(Error::Forbidden("this media is not of this server".into()));
         }
         if !is_media_id(media_id) {
             return Err(Error::NotFound("unknown media id".into()));
@@ -368,6 +377,56 @@ impl MediaRepo {
         }
     }
 
+    /// Media of another server: kept here after the first fetch.
+    async fn remote_media(&self, server_name: &str, media_id: &str) -> Result<MediaRow> {
+        let server = ServerName::parse(server_name)
+            .map_err(|_| Error::NotFound("unknown media id".into()))?;
+        if !is_media_id(media_id) {
+            return Err(Error::NotFound("unknown media id".into()));
+        }
+        if let Some(row) = self.store.remote_media(server_name, media_id).await? {
+            return Ok(row);
+        }
+        let file = self
+            .remote
+            .fetch_media(&server, media_id, self.max_upload_size)
+            .await?;
+        let size = file.bytes.len() as u64;
+        let body: BodyStream = Box::pin(futures_util::stream::once(async move {
+            Ok(Bytes::from(file.bytes))
+        }));
+        let stored = self.objects.put(body, size).await?;
+        self.store
+            .insert_remote_media(
+                server_name,
+                media_id,
+                file.content_type.as_deref(),
+                file.filename.as_deref(),
+                i64::try_from(stored.size).map_err(|_| Error::TooLarge)?,
+                stored.key.as_str(),
+            )
+            .await?;
+        self.store
+            .remote_media(server_name, media_id)
+            .await?
+            .ok_or_else(|| Error::Internal("remote media vanished after it was kept".into()))
+    }
+
+    /// The row of media with its bytes here: local (waiting up to `wait`
+    /// for an upload in progress) or fetched from its server.
+    async fn available(
+        &self,
+        server_name: &str,
+        media_id: &str,
+        wait: Duration,
+    ) -> Result<MediaRow> {
+        if server_name == self.server_name {
+            self.uploaded(server_name, media_id, wait).await
+        } else {
+            self.remote_media(server_name, media_id).await
+        }
+    }
+
     /// `GET /_matrix/client/v1/media/download/...`.
     pub async fn download(
         &self,
@@ -375,7 +434,7 @@ impl MediaRepo {
         media_id: &str,
         wait: Duration,
     ) -> Result<Download> {
-        let row = self.uploaded(server_name, media_id, wait).await?;
+        let row = self.available(server_name, media_id, wait).await?;
         let key = stored_key(&row)?;
         Ok(Download {
             content_type: row
@@ -401,7 +460,7 @@ impl MediaRepo {
                 "width and height must be positive".into(),
             ));
         }
-        let row = self.uploaded(server_name, media_id, wait).await?;
+        let row = self.available(server_name, media_id, wait).await?;
         let (width, height, method) = thumbnail_size(width, height, method);
         let method_name = match method {
             ThumbnailMethod::Crop => "crop",
@@ -409,14 +468,14 @@ impl MediaRepo {
         };
         let kept = match self
             .store
-            .thumbnail(media_id, width, height, method_name)
+            .thumbnail(&row.media_id, width, height, method_name)
             .await?
         {
             Some(kept) => kept,
             None => {
                 let made = self.make_thumbnail(&row, width, height, method).await?;
                 self.store
-                    .insert_thumbnail(media_id, width, height, method_name, &made)
+                    .insert_thumbnail(&row.media_id, width, height, method_name, &made)
                     .await?;
                 made
             }

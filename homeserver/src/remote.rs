@@ -14,7 +14,7 @@ use crate::{
     storage::{Store, now_ms},
 };
 use federation::{
-    client::{ClientOptions, FederationClient},
+    client::{ClientOptions, FederationClient, RawAnswer},
     keys::SigningKey,
     request_auth::{RequestParts, parse_authorization, verify_request},
     server_keys::{RemoteServerKeys, add_notary_signature, our_server_keys, verify_server_keys},
@@ -249,4 +249,172 @@ fn encode(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Media fetched from its server.
+#[derive(Debug)]
+pub struct RemoteFile {
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+/// Room for the multipart framing around a file.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+impl Remote {
+    /// Fetches `media_id` from `server` (at most `max_bytes`): the federation
+    /// media endpoint, or, for servers older than Matrix v1.11, the legacy
+    /// unauthenticated download.
+    pub async fn fetch_media(
+        &self,
+        server: &ServerName,
+        media_id: &str,
+        max_bytes: u64,
+    ) -> Result<RemoteFile> {
+        let path = format!("/_matrix/federation/v1/media/download/{media_id}");
+        let unavailable = |e: federation::Error| match e {
+            federation::Error::Remote {
+                status: 404,
+                message,
+                ..
+            } => Error::NotFound(message),
+            other => Error::NotFound(format!("the media's server did not answer: {other}")),
+        };
+        match self
+            .client
+            .get_bytes(server, &path, true, max_bytes + MULTIPART_OVERHEAD)
+            .await
+        {
+            Ok(answer) => parse_multipart_media(answer, max_bytes).await,
+            Err(federation::Error::Remote {
+                errcode: Some(errcode),
+                ..
+            }) if errcode == "M_UNRECOGNIZED" => {
+                let legacy =
+                    format!("/_matrix/media/v3/download/{server}/{media_id}?allow_remote=false");
+                let answer = self
+                    .client
+                    .get_bytes(server, &legacy, false, max_bytes)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(RemoteFile {
+                    content_type: answer.content_type,
+                    filename: None,
+                    bytes: answer.body,
+                })
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+/// The file of a federation media answer: `multipart/mixed` with a JSON
+/// metadata part, then the file (a `Location` part, which points elsewhere,
+/// is not followed).
+async fn parse_multipart_media(answer: RawAnswer, max_bytes: u64) -> Result<RemoteFile> {
+    let malformed = |reason: String| Error::NotFound(format!("unusable media answer: {reason}"));
+    // multer's own boundary parser accepts only multipart/form-data.
+    let content_type = answer.content_type.unwrap_or_default();
+    let boundary = content_type
+        .split(';')
+        .map(str::trim)
+        .find_map(|param| param.strip_prefix("boundary="))
+        .filter(|_| {
+            content_type
+                .to_ascii_lowercase()
+                .starts_with("multipart/mixed")
+        })
+        .map(|boundary| boundary.trim_matches('"').to_owned())
+        .ok_or_else(|| malformed(format!("expected multipart/mixed, got {content_type:?}")))?;
+    let body = futures_util::stream::once(async move {
+        Ok::<_, std::io::Error>(bytes::Bytes::from(answer.body))
+    });
+    let mut parts = multer::Multipart::new(body, boundary);
+    let mut index = 0;
+    while let Some(part) = parts
+        .next_field()
+        .await
+        .map_err(|e| malformed(e.to_string()))?
+    {
+        index += 1;
+        if index == 1 {
+            continue; // the metadata, `{}` so far
+        }
+        let header = |name| {
+            part.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if header(poem::http::header::LOCATION).is_some() {
+            return Err(malformed("the file is elsewhere (a Location part)".into()));
+        }
+        let content_type = header(poem::http::header::CONTENT_TYPE);
+        let filename = header(poem::http::header::CONTENT_DISPOSITION)
+            .as_deref()
+            .and_then(disposition_filename);
+        let bytes = part.bytes().await.map_err(|e| malformed(e.to_string()))?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(Error::TooLarge);
+        }
+        return Ok(RemoteFile {
+            content_type,
+            filename,
+            bytes: bytes.to_vec(),
+        });
+    }
+    Err(malformed("no file part".into()))
+}
+
+/// The file name of a `Content-Disposition` value (`filename*=utf-8''...`
+/// preferred over `filename="..."`).
+fn disposition_filename(disposition: &str) -> Option<String> {
+    let params = disposition.split(';').map(str::trim);
+    let mut plain = None;
+    for param in params {
+        if let Some(encoded) = param
+            .strip_prefix("filename*=")
+            .and_then(|v| v.split_once("''").map(|(_, name)| name))
+        {
+            return percent_decode(encoded);
+        }
+        if let Some(name) = param.strip_prefix("filename=") {
+            plain = Some(name.trim_matches('"').to_owned());
+        }
+    }
+    plain
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut input = text.bytes();
+    while let Some(b) = input.next() {
+        if b == b'%' {
+            let hex = [input.next()?, input.next()?];
+            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            bytes.push(b);
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disposition_filename;
+
+    #[test]
+    fn file_names_come_from_either_form() {
+        assert_eq!(
+            disposition_filename("inline; filename*=utf-8''na%C3%AFve%20x.png").as_deref(),
+            Some("naïve x.png")
+        );
+        assert_eq!(
+            disposition_filename("attachment; filename=\"a.txt\"").as_deref(),
+            Some("a.txt")
+        );
+        assert_eq!(disposition_filename("inline"), None);
+        assert_eq!(disposition_filename("inline; filename*=utf-8''bad%2"), None);
+    }
 }

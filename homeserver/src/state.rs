@@ -45,7 +45,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub media: MediaRepo,
     /// Other servers: keys, signed requests, queries.
-    pub remote: Remote,
+    pub remote: Arc<Remote>,
     /// Cancelled when the server begins to stop: long-polls answer, sockets close.
     pub stopping: CancellationToken,
     /// The open WebSockets, so shutdown can wait for their goodbyes.
@@ -82,9 +82,9 @@ impl AppState {
         let signing_key = Arc::new(SigningKey::load_or_generate(
             &config.data_dir.join(SIGNING_KEY_FILE),
         )?);
+        let remote = Arc::new(Remote::new(&config, store.clone(), signing_key.clone())?);
         let server_name = ruma::ServerName::parse(&config.server_name)
             .map_err(|e| Error::Internal(format!("server name: {e}")))?;
-        let remote = Remote::new(&config, store.clone(), signing_key.clone())?;
         let rooms = Rooms::new(
             store.clone(),
             signing_key,
@@ -98,7 +98,8 @@ impl AppState {
         let to_device = ToDevice::new(store.clone(), notifier.clone(), config.server_name.clone());
         apply_remote_changes(&notifier, sessions.clone(), typing.clone());
         let stopping = CancellationToken::new();
-        let media = MediaRepo::open(&config, store.clone(), stopping.clone()).await?;
+        let media =
+            MediaRepo::open(&config, store.clone(), stopping.clone(), remote.clone()).await?;
         let syncer = Syncer::new(store.clone(), notifier, typing.clone(), stopping.clone());
         Ok(Arc::new(Self {
             config,

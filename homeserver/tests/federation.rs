@@ -20,6 +20,7 @@ on_both_backends!(
     servers_publish_and_notarise_keys,
     signed_requests_are_checked,
     remote_profiles_come_from_the_users_server,
+    remote_media_is_fetched_once_and_kept,
 );
 
 /// An HTTPS client for the test servers' self-signed certificates.
@@ -250,5 +251,114 @@ async fn remote_profiles_come_from_the_users_server(backend: Backend) {
         .await;
     assert_error(&missing, StatusCode::NOT_FOUND, "M_NOT_FOUND");
     a.finish().await;
+    b.finish().await;
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 40])
+    });
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .expect("encode");
+    bytes.into_inner()
+}
+
+async fn remote_media_is_fetched_once_and_kept(backend: Backend) {
+    let a = TestServer::start_federating(backend).await;
+    let b = TestServer::start_federating(backend).await;
+    let alice = a.register("alice", PASSWORD).await;
+    let bob = b.register("bob", PASSWORD).await;
+    let picture = png(200, 100);
+    let uploaded = a
+        .http
+        .post(format!(
+            "{}/_matrix/media/v3/upload?filename=cat.png",
+            a.base
+        ))
+        .bearer_auth(&alice.access_token)
+        .header("content-type", "image/png")
+        .body(picture.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), StatusCode::OK);
+    let content_uri = uploaded.json::<Value>().await.unwrap()["content_uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (origin, media_id) = content_uri
+        .strip_prefix("mxc://")
+        .unwrap()
+        .split_once('/')
+        .unwrap();
+    assert_eq!(origin, server_name(&a).as_str());
+
+    // Bob's server fetches it from Alice's over federation.
+    let download = |path: String| {
+        let http = b.http.clone();
+        let url = format!("{}{path}", b.base);
+        let token = bob.access_token.clone();
+        async move { http.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let response = download(format!(
+        "/_matrix/client/v1/media/download/{}/{media_id}",
+        encode(origin)
+    ))
+    .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{:?}",
+        response.text().await
+    );
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "inline; filename*=utf-8''cat.png"
+    );
+    assert_eq!(response.bytes().await.unwrap().as_ref(), picture.as_slice());
+    assert!(
+        b.state()
+            .store
+            .remote_media(origin, media_id)
+            .await
+            .unwrap()
+            .is_some(),
+        "kept on Bob's server"
+    );
+    let thumbnail = download(format!(
+        "/_matrix/client/v1/media/thumbnail/{}/{media_id}?width=32&height=32&method=crop",
+        encode(origin)
+    ))
+    .await;
+    assert_eq!(thumbnail.status(), StatusCode::OK);
+    let decoded = image::load_from_memory(&thumbnail.bytes().await.unwrap()).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (32, 32));
+
+    // Served from Bob's server once kept, even with Alice's server gone.
+    a.finish().await;
+    let again = download(format!(
+        "/_matrix/client/v1/media/download/{}/{media_id}",
+        encode(origin)
+    ))
+    .await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.bytes().await.unwrap().as_ref(), picture.as_slice());
+    let missing = download(format!(
+        "/_matrix/client/v1/media/download/{}/nosuchmedia",
+        encode(origin)
+    ))
+    .await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    // The federation endpoint itself wants a signed request.
+    let (status, _) = get_json(&format!(
+        "https://{}/_matrix/federation/v1/media/download/{media_id}",
+        b.federation_addr()
+    ))
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     b.finish().await;
 }

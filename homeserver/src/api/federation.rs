@@ -2,20 +2,24 @@
 //! notary), the version, and queries from other servers. Served on the
 //! federation listener (HTTPS) and on the client listener.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use poem::web::Data;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use poem::{Body, web::Data};
 use poem_openapi::{
     Object, OpenApi,
     param::{Path, Query},
-    payload::Json,
+    payload::{Binary, Json, Response},
 };
 use ruma::ServerName;
 use serde_json::Value;
 
 use super::{ServerSignature, Tag, parse_user_id};
 use crate::{
+    auth::tokens::random_id,
     error::{Error, Result},
+    media_repo::{DEFAULT_DOWNLOAD_WAIT, Download},
     state::AppState,
 };
 
@@ -71,6 +75,29 @@ async fn key_documents<'a>(
         }
     }
     Ok(Json(ServerKeysAnswer { server_keys }))
+}
+
+/// A federation media answer: `multipart/mixed` with the (empty) metadata
+/// as JSON, then the file with its type and disposition, streamed.
+fn multipart_media(download: Download) -> Response<Binary<Body>> {
+    let boundary = random_id().replace(['-', '_'], "");
+    let disposition =
+        super::media::content_disposition(&download.content_type, download.filename.as_deref());
+    let head = format!(
+        "--{boundary}\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--{boundary}\r\n\
+         Content-Type: {}\r\nContent-Disposition: {disposition}\r\n\r\n",
+        download.content_type
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let body = futures_util::stream::once(async move { Ok(Bytes::from(head)) })
+        .chain(download.object.body)
+        .chain(futures_util::stream::once(
+            async move { Ok(Bytes::from(tail)) },
+        ));
+    Response::new(Binary(Body::from_bytes_stream(body))).header(
+        poem::http::header::CONTENT_TYPE,
+        format!("multipart/mixed; boundary={boundary}"),
+    )
 }
 
 pub struct FederationApi;
@@ -147,6 +174,59 @@ impl FederationApi {
             .map(|name| parse_server_name(name))
             .collect::<Result<Vec<_>>>()?;
         key_documents(&state, servers.into_iter()).await
+    }
+
+    /// # GET /_matrix/federation/v1/media/download/{mediaId}
+    /// Media of this server for another server (`multipart/mixed`).
+    #[oai(
+        path = "/_matrix/federation/v1/media/download/:media_id",
+        method = "get",
+        operation_id = "getContentFederation"
+    )]
+    async fn media_download(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _origin: ServerSignature,
+        media_id: Path<String>,
+        timeout_ms: Query<Option<u64>>,
+    ) -> Result<Response<Binary<Body>>> {
+        let wait = timeout_ms.map_or(DEFAULT_DOWNLOAD_WAIT, Duration::from_millis);
+        let download = state
+            .media
+            .download(&state.config.server_name, &media_id.0, wait)
+            .await?;
+        Ok(multipart_media(download))
+    }
+
+    /// # GET /_matrix/federation/v1/media/thumbnail/{mediaId}
+    /// A thumbnail of media of this server for another server (`multipart/mixed`).
+    #[oai(
+        path = "/_matrix/federation/v1/media/thumbnail/:media_id",
+        method = "get",
+        operation_id = "getContentThumbnailFederation"
+    )]
+    async fn media_thumbnail(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _origin: ServerSignature,
+        media_id: Path<String>,
+        width: Query<u32>,
+        height: Query<u32>,
+        method: Query<Option<String>>,
+    ) -> Result<Response<Binary<Body>>> {
+        let method = super::media::thumbnail_method(method.as_deref())?;
+        let download = state
+            .media
+            .thumbnail(
+                &state.config.server_name,
+                &media_id.0,
+                width.0,
+                height.0,
+                method,
+                DEFAULT_DOWNLOAD_WAIT,
+            )
+            .await?;
+        Ok(multipart_media(download))
     }
 
     /// # GET /_matrix/federation/v1/query/profile

@@ -92,7 +92,7 @@ const INLINE_TYPES: &[&str] = &[
 const CONTENT_SECURITY_POLICY: &str = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; \
      style-src 'unsafe-inline'; media-src 'self'; object-src 'self';";
 
-fn content_disposition(content_type: &str, filename: Option<&str>) -> String {
+pub(super) fn content_disposition(content_type: &str, filename: Option<&str>) -> String {
     let essence = content_type
         .split(';')
         .next()
@@ -185,7 +185,7 @@ fn wait(timeout_ms: Option<u64>) -> Duration {
     timeout_ms.map_or(DEFAULT_DOWNLOAD_WAIT, Duration::from_millis)
 }
 
-fn thumbnail_method(method: Option<&str>) -> Result<media::ThumbnailMethod> {
+pub(super) fn thumbnail_method(method: Option<&str>) -> Result<media::ThumbnailMethod> {
     match method {
         None | Some("scale") => Ok(media::ThumbnailMethod::Scale),
         Some("crop") => Ok(media::ThumbnailMethod::Crop),

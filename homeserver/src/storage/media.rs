@@ -130,7 +130,63 @@ impl Store {
         Ok(count)
     }
 
-    /// A kept thumbnail of a media id.
+    /// Media of another server kept here, as a row keyed `server/mediaId`.
+    pub async fn remote_media(
+        &self,
+        server_name: &str,
+        media_id: &str,
+    ) -> Result<Option<MediaRow>> {
+        let row = sqlx::query(
+            "SELECT content_type, filename, size, object_key FROM remote_media \
+             WHERE server_name = $1 AND media_id = $2",
+        )
+        .bind(server_name)
+        .bind(media_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(MediaRow {
+                media_id: format!("{server_name}/{media_id}"),
+                uploader: String::new(),
+                content_type: row.try_get("content_type")?,
+                filename: row.try_get("filename")?,
+                size: Some(row.try_get("size")?),
+                object_key: Some(row.try_get("object_key")?),
+                announced_size: None,
+                unused_expires_ts: None,
+            })
+        })
+        .transpose()
+    }
+
+    /// Keeps the bytes of another server's media (the first fetch wins).
+    pub async fn insert_remote_media(
+        &self,
+        server_name: &str,
+        media_id: &str,
+        content_type: Option<&str>,
+        filename: Option<&str>,
+        size: i64,
+        object_key: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO remote_media \
+             (server_name, media_id, content_type, filename, size, object_key, fetched_ts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (server_name, media_id) DO NOTHING",
+        )
+        .bind(server_name)
+        .bind(media_id)
+        .bind(content_type)
+        .bind(filename)
+        .bind(size)
+        .bind(object_key)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A kept thumbnail of a media id (`server/mediaId` for remote media).
     pub async fn thumbnail(
         &self,
         media_id: &str,

@@ -135,6 +135,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "server_keys",
         include_str!("../../../migrations/sqlite/0010_server_keys.sql"),
     ),
+    (
+        11,
+        "remote_media",
+        include_str!("../../../migrations/sqlite/0011_remote_media.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -186,6 +191,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "server_keys",
         include_str!("../../../migrations/postgres/0010_server_keys.sql"),
+    ),
+    (
+        11,
+        "remote_media",
+        include_str!("../../../migrations/postgres/0011_remote_media.sql"),
     ),
 ];
 

@@ -75,19 +75,37 @@ async fn upload(http: &Client, user: &User, seed: u64, size: u64) -> Result<Stri
 }
 
 /// Downloads `content_uri` and checks it is the body made from `seed`.
-async fn download(http: &Client, user: &User, content_uri: &str, seed: u64, size: u64) -> Result<()> {
-    let path = content_uri.strip_prefix("mxc://").context("not an mxc URI")?;
+async fn download(
+    http: &Client,
+    user: &User,
+    content_uri: &str,
+    seed: u64,
+    size: u64,
+) -> Result<()> {
+    let path = content_uri
+        .strip_prefix("mxc://")
+        .context("not an mxc URI")?;
     let response = http
-        .get(format!("{}/_matrix/client/v1/media/download/{path}", user.base))
+        .get(format!(
+            "{}/_matrix/client/v1/media/download/{path}",
+            user.base
+        ))
         .bearer_auth(&user.token)
         .send()
         .await?;
-    ensure!(response.status() == StatusCode::OK, "download: {}", response.status());
+    ensure!(
+        response.status() == StatusCode::OK,
+        "download: {}",
+        response.status()
+    );
     let mut body = response.bytes_stream();
     let mut offset = 0u64;
     while let Some(chunk) = body.next().await {
         for byte in chunk? {
-            ensure!(byte == byte_at(seed, offset), "download differs at byte {offset}");
+            ensure!(
+                byte == byte_at(seed, offset),
+                "download differs at byte {offset}"
+            );
             offset += 1;
         }
     }
