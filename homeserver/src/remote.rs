@@ -19,6 +19,7 @@ use federation::{
     request_auth::{RequestParts, parse_authorization, verify_request},
     server_keys::{RemoteServerKeys, add_notary_signature, our_server_keys, verify_server_keys},
 };
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use poem::http::Method;
 use ruma::{
     CanonicalJsonObject, MilliSecondsSinceUnixEpoch, OwnedServerName, ServerName, UserId,
@@ -238,17 +239,16 @@ fn known_keys(checked: &RemoteServerKeys, fetched: Option<Instant>) -> KnownKeys
     }
 }
 
+/// Everything but RFC 3986's unreserved characters is percent-encoded.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes a query value.
 fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 
 /// Media fetched from its server.

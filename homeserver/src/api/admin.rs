@@ -10,7 +10,7 @@ use poem_openapi::{
     payload::Json,
 };
 
-use super::{AccessToken, Tag, parse_user_id, session::Empty};
+use super::{AdminToken, Tag, parse_user_id, session::Empty};
 use crate::{
     admin::{self, Page, Shutdown, UserDetails},
     directory::parse_room_id,
@@ -307,12 +307,11 @@ impl AdminApi {
     async fn list_users(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
         search: Query<Option<String>>,
         from: Query<Option<String>>,
         limit: Query<Option<i64>>,
     ) -> Result<Json<UserList>> {
-        admin::require_admin(&state, &auth.0).await?;
         let page = admin::list_users(&state, search.as_deref(), from.as_deref(), limit.0).await?;
         Ok(Json(page.into()))
     }
@@ -323,10 +322,9 @@ impl AdminApi {
     async fn create_user(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
         body: Json<NewUser>,
     ) -> Result<Json<AdminUser>> {
-        admin::require_admin(&state, &auth.0).await?;
         let body = body.0;
         let user_id = state
             .accounts
@@ -345,10 +343,9 @@ impl AdminApi {
     async fn user(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
         user_id: Path<String>,
     ) -> Result<Json<AdminUser>> {
-        admin::require_admin(&state, &auth.0).await?;
         let user_id = parse_user_id(&user_id.0)?;
         Ok(Json(
             admin::user_details(&state, user_id.as_str()).await?.into(),
@@ -365,11 +362,10 @@ impl AdminApi {
     async fn reset_password(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
         user_id: Path<String>,
         body: Json<PasswordReset>,
     ) -> Result<Json<Empty>> {
-        admin::require_admin(&state, &auth.0).await?;
         let user_id = parse_user_id(&user_id.0)?;
         let body = body.0;
         state
@@ -393,11 +389,10 @@ impl AdminApi {
     async fn deactivate(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
         user_id: Path<String>,
         body: Json<Deactivation>,
     ) -> Result<Json<Empty>> {
-        admin::require_admin(&state, &auth.0).await?;
         let user_id = parse_user_id(&user_id.0)?;
         state
             .accounts
@@ -416,11 +411,10 @@ impl AdminApi {
     async fn reactivate(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
         user_id: Path<String>,
         body: Json<Reactivation>,
     ) -> Result<Json<Empty>> {
-        admin::require_admin(&state, &auth.0).await?;
         let user_id = parse_user_id(&user_id.0)?;
         state
             .accounts
@@ -439,11 +433,10 @@ impl AdminApi {
     async fn set_admin(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
         user_id: Path<String>,
         body: Json<AdminFlag>,
     ) -> Result<Json<Empty>> {
-        admin::require_admin(&state, &auth.0).await?;
         let user_id = parse_user_id(&user_id.0)?;
         state
             .accounts
@@ -459,12 +452,11 @@ impl AdminApi {
     async fn list_rooms(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
         search: Query<Option<String>>,
         from: Query<Option<String>>,
         limit: Query<Option<i64>>,
     ) -> Result<Json<RoomList>> {
-        admin::require_admin(&state, &auth.0).await?;
         let page = admin::list_rooms(&state, search.as_deref(), from.as_deref(), limit.0).await?;
         Ok(Json(page.into()))
     }
@@ -479,10 +471,9 @@ impl AdminApi {
     async fn room(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
         room_id: Path<String>,
     ) -> Result<Json<AdminRoom>> {
-        admin::require_admin(&state, &auth.0).await?;
         let room_id = parse_room_id(&room_id.0)?;
         let room = admin::room_details(&state, room_id.as_str()).await?;
         Ok(Json(AdminRoom::detailed(room)))
@@ -499,11 +490,10 @@ impl AdminApi {
     async fn shutdown_room(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        auth: AdminToken,
         room_id: Path<String>,
         body: Json<ShutdownRequest>,
     ) -> Result<Json<ShutdownResult>> {
-        admin::require_admin(&state, &auth.0).await?;
         let room_id = parse_room_id(&room_id.0)?;
         let body = body.0;
         let shutdown = admin::shutdown_room(
@@ -527,9 +517,8 @@ impl AdminApi {
     async fn federation_rules(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
     ) -> Result<Json<FederationLists>> {
-        admin::require_admin(&state, &auth.0).await?;
         Ok(Json(state.store.federation_rules().await?.into()))
     }
 
@@ -543,10 +532,9 @@ impl AdminApi {
     async fn set_federation_rules(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
         body: Json<FederationLists>,
     ) -> Result<Json<FederationLists>> {
-        admin::require_admin(&state, &auth.0).await?;
         let body = body.0;
         let rules = FederationRules {
             allow: body.allow,
@@ -566,9 +554,8 @@ impl AdminApi {
     async fn registration_tokens(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
     ) -> Result<Json<RegistrationTokens>> {
-        admin::require_admin(&state, &auth.0).await?;
         Ok(Json(state.store.registration_tokens().await?.into()))
     }
 
@@ -582,10 +569,9 @@ impl AdminApi {
     async fn create_registration_token(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
         body: Json<NewRegistrationToken>,
     ) -> Result<Json<RegistrationToken>> {
-        admin::require_admin(&state, &auth.0).await?;
         let body = body.0;
         let row = admin::create_registration_token(
             &state,
@@ -607,10 +593,9 @@ impl AdminApi {
     async fn revoke_registration_token(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: AccessToken,
+        _admin: AdminToken,
         token: Path<String>,
     ) -> Result<Json<Empty>> {
-        admin::require_admin(&state, &auth.0).await?;
         admin::revoke_registration_token(&state, &token.0).await?;
         Ok(Json(Empty {}))
     }

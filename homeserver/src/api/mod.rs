@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-pub use security::{AccessToken, ServerSignature};
+pub use security::{AccessToken, AdminToken, ServerSignature};
 
 #[derive(Tags)]
 enum Tag {

@@ -27,6 +27,21 @@ async fn check_access_token(req: &Request, bearer: Bearer) -> poem::Result<Authe
         .await?)
 }
 
+/// The access token of a server administrator: anyone else gets 403
+/// `M_FORBIDDEN` (and a missing or bad token 401, as everywhere).
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_admin_token")]
+pub struct AdminToken(pub Authed);
+
+async fn check_admin_token(req: &Request, bearer: Bearer) -> poem::Result<Authed> {
+    let authed = check_access_token(req, bearer).await?;
+    let state = req
+        .data::<Arc<AppState>>()
+        .ok_or_else(|| Error::Internal("application state missing".into()))?;
+    crate::admin::require_admin(state, &authed).await?;
+    Ok(authed)
+}
+
 /// A server-server request signed by its origin server:
 /// `Authorization: X-Matrix origin="...",destination="...",key="...",sig="..."`
 /// over the method, target and body (checked before the handler runs).
