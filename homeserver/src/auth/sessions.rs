@@ -134,7 +134,8 @@ impl Sessions {
         generation: i64,
         refresh_token: Option<String>,
     ) -> Result<IssuedTokens> {
-        let now_secs = now_ms() / 1000;
+        let now = now_ms();
+        let now_secs = now / 1000;
         let lifetime_ms = u64::try_from(self.access_lifetime.as_millis()).unwrap_or(u64::MAX);
         let expires_in_ms = refresh_token.is_some().then_some(lifetime_ms);
         let claims = Claims {
@@ -143,7 +144,13 @@ impl Sessions {
             sid: session_id.to_owned(),
             generation,
             iat: now_secs,
-            exp: expires_in_ms.map(|ms| now_secs + i64::try_from(ms / 1000).unwrap_or(i64::MAX)),
+            // Rounded up to the next whole second, so the token lives at
+            // least the `expires_in_ms` the client is told.
+            exp: expires_in_ms.map(|ms| {
+                now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))
+                    .saturating_add(999)
+                    / 1000
+            }),
         };
         Ok(IssuedTokens {
             access_token: self.keys.sign(&claims)?,
