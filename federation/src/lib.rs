@@ -6,6 +6,7 @@
 //!   the parsed [`pdu::Pdu`] the authorisation rules read.
 //! - [`auth`]: the authorisation rules behind a trait of ours
 //!   ([`auth::EventAuthorizer`]), implemented with ruma-state-res.
+//! - [`state`]: state resolution v2 and auth-chain walks.
 //! - [`server_keys`]: our signed key document, checking remote ones, and
 //!   countersigning them as a notary.
 //! - [`request_auth`]: X-Matrix request signatures, outbound and inbound.
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod pdu;
 pub mod request_auth;
 pub mod server_keys;
+pub mod state;
 pub mod tls;
 
 /// Everything that can go wrong in this crate.

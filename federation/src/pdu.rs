@@ -1,16 +1,20 @@
 //! PDUs: building, hashing and signing events, computing their ids,
 //! verifying them, redacting them, and parsing them for the auth rules.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId,
-    OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId,
+    OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId, UserId,
     canonical_json::{RedactedBecause, redact},
     events::TimelineEventType,
     room_version_rules::RoomVersionRules,
     serde::Base64,
-    signatures::{PublicKeyMap, Verified, hash_and_sign_event, reference_hash, verify_event},
+    signatures::{
+        PublicKeyMap, Verified, hash_and_sign_event, reference_hash,
+        required_server_signatures_to_verify_event, verify_event,
+    },
+    state_res::check_pdu_format,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -279,6 +283,35 @@ pub fn verify(
     match verify_event(&keys, json, rules) {
         Ok(Verified::All) => Ok(()),
         Ok(Verified::Signatures) => Err(Error::Verification("content hash does not match".into())),
+        Err(e) => Err(Error::Verification(e.to_string())),
+    }
+}
+
+/// A PDU received from another server, its format checked: its id and the
+/// servers whose signatures it needs.
+pub fn parse_incoming(
+    json: &CanonicalJsonObject,
+    rules: &RoomVersionRules,
+) -> Result<(OwnedEventId, BTreeSet<OwnedServerName>)> {
+    check_pdu_format(json, &rules.event_format).map_err(Error::InvalidEvent)?;
+    let event_id = event_id_of(json, rules)?;
+    let servers = required_server_signatures_to_verify_event(json, &rules.signatures)
+        .map_err(|e| Error::InvalidEvent(e.to_string()))?;
+    Ok((event_id, servers))
+}
+
+/// Checks a received PDU's signatures with `keys` (of every server
+/// [`parse_incoming`] named) and returns what to keep of it: the event as
+/// it is, or redacted when its content does not match its hash (as the
+/// spec asks). Bad signatures are an error: the event is dropped.
+pub fn verify_incoming(
+    json: CanonicalJsonObject,
+    keys: &PublicKeyMap,
+    rules: &RoomVersionRules,
+) -> Result<CanonicalJsonObject> {
+    match verify_event(keys, &json, rules) {
+        Ok(Verified::All) => Ok(json),
+        Ok(Verified::Signatures) => redacted(&json, rules, None),
         Err(e) => Err(Error::Verification(e.to_string())),
     }
 }

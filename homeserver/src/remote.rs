@@ -23,7 +23,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use poem::http::Method;
 use ruma::{
     CanonicalJsonObject, MilliSecondsSinceUnixEpoch, OwnedServerName, ServerName, UserId,
-    signatures::PublicKeySet,
+    signatures::{PublicKeyMap, PublicKeySet},
 };
 
 /// How long our key document tells others to trust it before asking again.
@@ -146,6 +146,32 @@ impl Remote {
             return Ok(known);
         }
         self.fetch_keys(server).await
+    }
+
+    /// The public keys of `servers`, for checking event signatures; a
+    /// server whose keys cannot be had is left out (its events then fail).
+    pub async fn public_keys(&self, servers: impl IntoIterator<Item = &ServerName>) -> PublicKeyMap {
+        let mut map = PublicKeyMap::new();
+        for server in servers {
+            if server == self.server_name {
+                map.insert(server.to_string(), self.own_public_keys());
+                continue;
+            }
+            match self.keys_of(server, false).await {
+                Ok(known) => {
+                    map.insert(server.to_string(), known.keys);
+                }
+                Err(e) => tracing::info!(%server, error = %e, "no keys to check events with"),
+            }
+        }
+        map
+    }
+
+    fn own_public_keys(&self) -> PublicKeySet {
+        PublicKeySet::from([(
+            self.key.key_id(),
+            ruma::serde::Base64::new(self.key.pair().public_key().to_vec()),
+        )])
     }
 
     /// Checks an X-Matrix signed request and returns the server that sent it;

@@ -2,15 +2,13 @@
 //! the preset's rules, initial state, name, topic and invites, all built in
 //! memory and stored in one transaction.
 
-use std::collections::HashSet;
-
-use federation::{auth::StateMap, pdu::rules_for};
+use federation::pdu::rules_for;
 use ruma::{
     OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, room_version_rules::RoomIdFormatVersion,
 };
 use serde_json::{Map, Value, json};
 
-use super::{Draft, RoomCursor, Rooms, new_event};
+use super::{Draft, RoomCursor, Rooms};
 use crate::{
     auth::Authed,
     error::{Error, Result},
@@ -203,26 +201,15 @@ impl Rooms {
             ),
             _ => None,
         };
-        let mut cursor = RoomCursor {
-            room_id,
-            rules,
-            state: StateMap::new(),
-            members: HashSet::new(),
-            head: vec![],
-            depth: 0,
-        };
-        let mut pdus = Vec::with_capacity(drafts.len());
+        let mut cursor = RoomCursor::new(room_id, rules);
+        let mut events = Vec::with_capacity(drafts.len());
         for draft in &drafts {
-            pdus.push(self.next_event(&mut cursor, sender, draft)?);
+            events.push(self.next_event(&mut cursor, sender, draft)?.1);
         }
         let room_id = cursor
             .room_id
             .clone()
             .ok_or_else(|| Error::Internal("no room id".into()))?;
-        let events = pdus
-            .iter()
-            .map(|pdu| new_event(pdu, &room_id))
-            .collect::<Result<Vec<_>>>()?;
         let room = NewRoom {
             room_id: room_id.to_string(),
             room_version: version.to_string(),

@@ -7,6 +7,8 @@ mod create;
 pub mod membership;
 pub mod power;
 mod read;
+mod receive;
+pub mod state;
 pub mod visibility;
 mod writer;
 
@@ -29,11 +31,13 @@ use serde_json::{Value, json};
 pub use client_event::client_event;
 pub use create::{CreateRoom, Preset};
 pub use read::{Direction, EventFilter, MessagesPage, Pagination};
+pub use receive::Reception;
+use state::{Snapshot, States};
 
 use crate::{
     auth::Authed,
     error::{Error, Result},
-    storage::{Appended, NewEvent, Store, StoredEvent},
+    storage::{Appended, NewEvent, RoomAfter, Store, StoredEvent},
     sync::Notifier,
 };
 
@@ -68,8 +72,8 @@ impl Draft {
     }
 }
 
-/// A room being extended in memory: its rules, the state the auth rules
-/// need, and where the next event goes.
+/// A room being extended in memory: its rules, its current state (whole,
+/// and the parsed events the auth rules need), and where the next event goes.
 struct RoomCursor {
     room_id: Option<OwnedRoomId>,
     rules: RoomVersionRules,
@@ -77,8 +81,33 @@ struct RoomCursor {
     /// membership of the users in `members`.
     state: StateMap,
     members: HashSet<String>,
+    /// The room's forward extremities, shallowest first.
     head: Vec<OwnedEventId>,
+    /// The state group after each forward extremity.
+    head_groups: HashMap<OwnedEventId, String>,
+    /// The greatest depth in the room.
     depth: u64,
+    /// The room's last stored event (empty before the first).
+    last_event: String,
+    /// The room's current state.
+    current: Arc<Snapshot>,
+}
+
+impl RoomCursor {
+    /// A room about to be created.
+    fn new(room_id: Option<OwnedRoomId>, rules: RoomVersionRules) -> Self {
+        Self {
+            room_id,
+            rules,
+            state: StateMap::new(),
+            members: HashSet::new(),
+            head: Vec::new(),
+            head_groups: HashMap::new(),
+            depth: 0,
+            last_event: String::new(),
+            current: Arc::default(),
+        }
+    }
 }
 
 /// State types the authorisation rules read; the cursor keeps only these.
@@ -99,6 +128,9 @@ const MAX_CACHED_CURSORS: usize = 10_000;
 /// How often an event is rebuilt when it lost a race for the room's head.
 const MAX_ATTEMPTS: usize = 3;
 
+/// The most prev_events a new event refers to.
+const MAX_PREV_EVENTS: usize = 10;
+
 /// The largest event this server accepts from a client (the spec's PDU limit).
 const MAX_EVENT_BYTES: usize = 65_536;
 
@@ -111,6 +143,7 @@ pub struct Rooms {
     default_version: RoomVersionId,
     writer: writer::EventWriter,
     notifier: Arc<Notifier>,
+    states: States,
     // Events of one room are built one at a time on the room's cursor (its
     // head and auth state, cached between events), so each local event's
     // only prev_event is the head. A std mutex: the map lookup never awaits.
@@ -131,6 +164,7 @@ impl Rooms {
         Self {
             writer: writer::EventWriter::spawn(store.clone(), notifier.clone()),
             notifier,
+            states: States::new(store.clone()),
             store,
             key,
             server_name,
@@ -163,8 +197,14 @@ impl Rooms {
         Ok(())
     }
 
-    /// Builds the next event of `cursor` and checks it against the rules.
-    fn next_event(&self, cursor: &mut RoomCursor, sender: &UserId, draft: &Draft) -> Result<Pdu> {
+    /// Builds the next event of `cursor`, checks it against the rules and
+    /// places it: the cursor moves past it.
+    fn next_event(
+        &self,
+        cursor: &mut RoomCursor,
+        sender: &UserId,
+        draft: &Draft,
+    ) -> Result<(Pdu, NewEvent)> {
         let content_text =
             serde_json::to_string(&draft.content).map_err(|e| Error::BadJson(e.to_string()))?;
         if content_text.len() > MAX_EVENT_BYTES {
@@ -194,7 +234,8 @@ impl Rooms {
                 redacts: draft.redacts.as_deref(),
             },
             Placement {
-                prev_events: &cursor.head,
+                // The deepest forks, when many are open.
+                prev_events: &cursor.head[cursor.head.len().saturating_sub(MAX_PREV_EVENTS)..],
                 auth_events: &auth_events,
                 depth: cursor.depth + 1,
                 origin_server_ts: MilliSecondsSinceUnixEpoch::now(),
@@ -208,23 +249,54 @@ impl Rooms {
         }
         self.authorizer
             .authorize(&cursor.rules.authorization, &pdu, &cursor.state)?;
-        if cursor.room_id.is_none() {
-            cursor.room_id = Some(room_id_from_create(&pdu.event_id)?);
-        }
-        if let Some(state_key) = pdu
-            .state_key
-            .as_ref()
-            .filter(|_| is_auth_state(&draft.kind))
-        {
-            if draft.kind == "m.room.member" {
-                cursor.members.insert(state_key.clone());
+        let room_id = match &cursor.room_id {
+            Some(room_id) => room_id.clone(),
+            None => room_id_from_create(&pdu.event_id)?,
+        };
+        cursor.room_id = Some(room_id.clone());
+        let event = self.place(cursor, &room_id, &pdu)?;
+        Ok((pdu, event))
+    }
+
+    /// The row of an authorised event that extends every fork of the
+    /// cursor's room (or starts it), and the cursor moved past it.
+    fn place(&self, cursor: &mut RoomCursor, room_id: &RoomId, pdu: &Pdu) -> Result<NewEvent> {
+        let mut event = new_event(pdu, room_id)?;
+        event.prev_event = std::mem::replace(&mut cursor.last_event, event.event_id.clone());
+        event.state_before = cursor.current.id.clone();
+        if let Some(state_key) = &pdu.state_key {
+            let key = (pdu.kind.to_string(), state_key.clone());
+            let changes = [(key.clone(), Some(event.event_id.clone()))];
+            let (after, group) = self.states.derive(
+                room_id.as_str(),
+                event.event_id.clone(),
+                &cursor.current,
+                &changes,
+            );
+            cursor.current = after;
+            event.new_groups.push(group);
+            event.room_after.changes.push((key.0, key.1, Some(event.event_id.clone())));
+            if is_auth_state(&event.event_type) {
+                if event.event_type == "m.room.member" {
+                    cursor.members.insert(state_key.clone());
+                }
+                let typed = (StateEventType::from(event.event_type.as_str()), state_key.clone());
+                cursor.state.insert(typed, pdu.clone());
             }
-            let key = (StateEventType::from(draft.kind.as_str()), state_key.clone());
-            cursor.state.insert(key, pdu.clone());
         }
-        cursor.head = vec![pdu.event_id.clone()];
-        cursor.depth += 1;
-        Ok(pdu)
+        cursor.depth = cursor.depth.max(pdu.depth);
+        event.state_after = cursor.current.id.clone();
+        // Its prev_events were the deepest forks; any others stay open.
+        for prev in &pdu.prev_events {
+            cursor.head.retain(|id| id != prev);
+            cursor.head_groups.remove(prev);
+        }
+        cursor.head.push(pdu.event_id.clone());
+        cursor.head_groups.insert(pdu.event_id.clone(), event.state_after.clone());
+        event.room_after.extremities = cursor.head.iter().map(ToString::to_string).collect();
+        event.room_after.state_group = cursor.current.id.clone();
+        event.room_after.depth = i64::try_from(cursor.depth).unwrap_or(i64::MAX);
+        Ok(event)
     }
 
     /// Loads what building the next event of an existing room needs.
@@ -236,47 +308,69 @@ impl Rooms {
             .ok_or_else(|| Error::NotFound("unknown room".into()))?;
         let version = RoomVersionId::try_from(room.room_version.as_str())
             .map_err(|e| Error::Internal(format!("stored room version: {e}")))?;
-        let mut cursor = RoomCursor {
-            room_id: Some(room_id.to_owned()),
-            rules: rules_for(&version)?,
-            state: StateMap::new(),
-            members: HashSet::new(),
-            head: vec![parse_event_id(&room.head_event_id)?],
-            depth: u64::try_from(room.head_depth).unwrap_or_default(),
-        };
-        for stored in self.store.auth_state(room_id.as_str()).await? {
-            let key = (
-                StateEventType::from(stored.event_type.as_str()),
-                stored.state_key.clone().unwrap_or_default(),
-            );
-            cursor.state.insert(key, parse_stored(&stored)?);
+        let mut cursor = RoomCursor::new(Some(room_id.to_owned()), rules_for(&version)?);
+        for placed in self.store.extremities(room_id.as_str()).await? {
+            let event_id = parse_event_id(&placed.event_id)?;
+            cursor
+                .head_groups
+                .insert(event_id.clone(), placed.state_after.unwrap_or_default());
+            cursor.head.push(event_id);
+            cursor.depth = cursor.depth.max(u64::try_from(placed.depth).unwrap_or_default());
         }
+        cursor.depth = cursor
+            .depth
+            .max(u64::try_from(room.head_depth).unwrap_or_default());
+        cursor.last_event = room.head_event_id;
+        cursor.current = self
+            .states
+            .load(room.state_group.as_deref().unwrap_or_default())
+            .await?;
+        let room_wide: Vec<(String, String)> = cursor
+            .current
+            .state
+            .keys()
+            .filter(|(kind, _)| kind != "m.room.member" && is_auth_state(kind))
+            .cloned()
+            .collect();
+        self.load_auth_events(&mut cursor, &room_wide).await?;
         Ok(cursor)
     }
 
-    /// Adds the memberships of `users` to the cursor's state. Users it has
-    /// not seen have no event pending, so storage is current for them.
-    async fn load_members(
-        &self,
-        room_id: &RoomId,
-        cursor: &mut RoomCursor,
-        users: &[&str],
-    ) -> Result<()> {
-        for user in users {
-            if cursor.members.contains(*user) {
-                continue;
+    /// Adds the memberships of `users` to the cursor's auth state.
+    async fn load_members(&self, cursor: &mut RoomCursor, users: &[&str]) -> Result<()> {
+        let keys: Vec<(String, String)> = users
+            .iter()
+            .filter(|user| !cursor.members.contains(**user))
+            .map(|user| ("m.room.member".to_owned(), (*user).to_owned()))
+            .collect();
+        self.load_auth_events(cursor, &keys).await
+    }
+
+    /// Sets the cursor's auth state for `keys` to the events its current
+    /// state holds there (memberships among them are then known).
+    async fn load_auth_events(&self, cursor: &mut RoomCursor, keys: &[(String, String)]) -> Result<()> {
+        let ids = keys
+            .iter()
+            .filter_map(|key| cursor.current.state.get(key))
+            .map(|id| parse_event_id(id))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&EventId> = ids.iter().map(|id| &**id).collect();
+        let events = self.states.events(&refs).await?;
+        for key in keys {
+            let typed = (StateEventType::from(key.0.as_str()), key.1.clone());
+            let event = cursor
+                .current
+                .state
+                .get(key)
+                .and_then(|id| EventId::parse(id).ok())
+                .and_then(|id| events.get(&id));
+            match event {
+                Some(pdu) => cursor.state.insert(typed, (**pdu).clone()),
+                None => cursor.state.remove(&typed),
+            };
+            if key.0 == "m.room.member" {
+                cursor.members.insert(key.1.clone());
             }
-            if let Some(stored) = self
-                .store
-                .current_state_event(room_id.as_str(), "m.room.member", user)
-                .await?
-            {
-                cursor.state.insert(
-                    (StateEventType::RoomMember, (*user).to_owned()),
-                    parse_stored(&stored)?,
-                );
-            }
-            cursor.members.insert((*user).to_owned());
         }
         Ok(())
     }
@@ -305,8 +399,7 @@ impl Rooms {
                     .as_deref()
                     .filter(|_| draft.kind == "m.room.member")
                     .unwrap_or(user_id);
-                self.load_members(room_id, cursor, &[user_id, target])
-                    .await?;
+                self.load_members(cursor, &[user_id, target]).await?;
                 let redaction = match &draft.redacts {
                     Some(target) => {
                         self.check_redaction(room_id, sender, target, cursor)
@@ -314,14 +407,7 @@ impl Rooms {
                     }
                     None => None,
                 };
-                let prev_event = cursor
-                    .head
-                    .first()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                let pdu = self.next_event(cursor, &sender.user_id, &draft)?;
-                let mut event = new_event(&pdu, room_id)?;
-                event.prev_event = prev_event;
+                let (pdu, mut event) = self.next_event(cursor, &sender.user_id, &draft)?;
                 event.txn = txn_id.map(|t| {
                     (
                         user_id.to_owned(),
@@ -552,5 +638,10 @@ fn new_event(pdu: &Pdu, room_id: &RoomId) -> Result<NewEvent> {
         prev_event: String::new(),
         txn: None,
         redaction: None,
+        state_before: String::new(),
+        state_after: String::new(),
+        new_groups: Vec::new(),
+        room_after: RoomAfter::default(),
+        outlier: false,
     })
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
-use super::{Backend, Store, now_ms};
+use super::{Backend, NewStateGroup, Store, insert_state_groups, now_ms};
 use crate::error::{Error, Result};
 
 /// A room as stored.
@@ -15,6 +15,8 @@ pub struct RoomRow {
     pub room_version: String,
     pub head_event_id: String,
     pub head_depth: i64,
+    /// The group of the room's current state.
+    pub state_group: Option<String>,
 }
 
 /// An event as stored, with its position in the stream.
@@ -30,6 +32,26 @@ pub struct StoredEvent {
     pub json: String,
 }
 
+/// Where a stored event sits in its room's graph.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub event_id: String,
+    pub depth: i64,
+    /// The state group after it; `None` for an outlier whose state is unknown.
+    pub state_after: Option<String>,
+    /// Received for its state or auth chain (or soft-failed), not in the timeline.
+    pub outlier: bool,
+}
+
+fn placed(row: &AnyRow) -> Result<Placed> {
+    Ok(Placed {
+        event_id: row.try_get("event_id")?,
+        depth: row.try_get("depth")?,
+        state_after: row.try_get("state_after")?,
+        outlier: row.try_get::<i64, _>("outlier")? != 0,
+    })
+}
+
 /// An event about to be stored.
 #[derive(Debug)]
 pub struct NewEvent {
@@ -42,12 +64,35 @@ pub struct NewEvent {
     pub depth: i64,
     pub origin_server_ts: i64,
     pub json: String,
-    /// The room head this event was built on (empty for a room's first event).
+    /// The room's last stored event this one was placed after (empty for a
+    /// room's first event): it is stored only if that is still the last.
     pub prev_event: String,
     /// `(user_id, device_id, txn_id)` of the request that sent it.
     pub txn: Option<(String, String, String)>,
     /// For a redaction that takes effect: the target and its redacted JSON.
     pub redaction: Option<(String, String)>,
+    /// The state groups before and after the event.
+    pub state_before: String,
+    pub state_after: String,
+    /// State groups that appear with this event, stored before it.
+    pub new_groups: Vec<NewStateGroup>,
+    /// The room once this event is in it.
+    pub room_after: RoomAfter,
+    /// Kept out of the timeline (a negative position, below every sync token).
+    pub outlier: bool,
+}
+
+/// A room's graph and state after an event.
+#[derive(Debug, Clone, Default)]
+pub struct RoomAfter {
+    /// Events nothing refers to yet.
+    pub extremities: Vec<String>,
+    /// The group of the room's current state.
+    pub state_group: String,
+    /// The greatest depth of the room's events.
+    pub depth: i64,
+    /// Changes to the current state: `(type, state_key, event id)`, `None` removing the key.
+    pub changes: Vec<(String, String, Option<String>)>,
 }
 
 /// A new room and the events that create it.
@@ -76,7 +121,7 @@ pub(super) fn stored_event(row: &AnyRow) -> Result<StoredEvent> {
 }
 
 /// `($1, $2), ($3, $4)`: placeholders for `rows` rows of `columns` values.
-fn placeholders(rows: usize, columns: usize) -> String {
+pub(super) fn placeholders(rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|row| {
             let values: Vec<String> = (1..=columns)
@@ -119,67 +164,21 @@ async fn insert_events(
     events: &[&NewEvent],
     max_bytes: usize,
 ) -> Result<Vec<i64>> {
+    let groups: Vec<&NewStateGroup> = events.iter().flat_map(|e| &e.new_groups).collect();
+    insert_state_groups(conn, &groups).await?;
+    let (outliers, timeline): (Vec<&NewEvent>, Vec<&NewEvent>) =
+        events.iter().partition(|e| e.outlier);
     let mut positions: HashMap<String, i64> = HashMap::with_capacity(events.len());
-    for chunk in statement_chunks(events, max_bytes) {
-        let sql = format!(
-            "INSERT INTO events (event_id, room_id, sender, event_type, state_key, membership, depth, \
-             origin_server_ts, json) VALUES {} RETURNING event_id, stream_ordering",
-            placeholders(chunk.len(), 9)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for event in chunk {
-            query = query
-                .bind(&event.event_id)
-                .bind(&event.room_id)
-                .bind(&event.sender)
-                .bind(&event.event_type)
-                .bind(&event.state_key)
-                .bind(&event.membership)
-                .bind(event.depth)
-                .bind(event.origin_server_ts)
-                .bind(&event.json);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            positions.insert(row.try_get("event_id")?, row.try_get("stream_ordering")?);
-        }
+    insert_event_rows(conn, &timeline, max_bytes, None, &mut positions).await?;
+    if !outliers.is_empty() {
+        let lowest: Option<i64> = sqlx::query_scalar("SELECT MIN(stream_ordering) FROM events")
+            .fetch_one(&mut *conn)
+            .await?;
+        let below = lowest.unwrap_or(0).min(0);
+        insert_event_rows(conn, &outliers, max_bytes, Some(below), &mut positions).await?;
     }
 
-    // Current state: the last event of each (room, type, key) here; one
-    // statement must not update a row twice.
-    let mut state: Vec<&NewEvent> = Vec::new();
-    for event in events
-        .iter()
-        .rev()
-        .copied()
-        .filter(|e| e.state_key.is_some())
-    {
-        let same_key = |other: &&NewEvent| {
-            other.room_id == event.room_id
-                && other.event_type == event.event_type
-                && other.state_key == event.state_key
-        };
-        if !state.iter().any(same_key) {
-            state.push(event);
-        }
-    }
-    for chunk in state.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership) VALUES {} \
-             ON CONFLICT (room_id, event_type, state_key) \
-             DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
-            placeholders(chunk.len(), 5)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for event in chunk {
-            query = query
-                .bind(&event.room_id)
-                .bind(&event.event_type)
-                .bind(&event.state_key)
-                .bind(&event.event_id)
-                .bind(&event.membership);
-        }
-        query.execute(&mut *conn).await?;
-    }
+    apply_room_changes(conn, events).await?;
 
     let txns: Vec<(&NewEvent, &(String, String, String))> = events
         .iter()
@@ -224,18 +223,19 @@ async fn insert_events(
     for chunk in heads.chunks(ROWS_PER_STATEMENT) {
         let cases = |column: usize| -> String {
             let arms: Vec<String> = (0..chunk.len())
-                .map(|i| format!("WHEN ${} THEN ${}", i * 3 + 1, i * 3 + column))
+                .map(|i| format!("WHEN ${} THEN ${}", i * 4 + 1, i * 4 + column))
                 .collect();
             arms.join(" ")
         };
         let rooms: Vec<String> = (0..chunk.len())
-            .map(|i| format!("${}", i * 3 + 1))
+            .map(|i| format!("${}", i * 4 + 1))
             .collect();
         let sql = format!(
-            "UPDATE rooms SET head_event_id = CASE room_id {} END, head_depth = CASE room_id {} END \
-             WHERE room_id IN ({})",
+            "UPDATE rooms SET head_event_id = CASE room_id {} END, head_depth = CASE room_id {} END, \
+             state_group = CASE room_id {} END WHERE room_id IN ({})",
             cases(2),
             cases(3),
+            cases(4),
             rooms.join(", ")
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -243,10 +243,12 @@ async fn insert_events(
             query = query
                 .bind(&head.room_id)
                 .bind(&head.event_id)
-                .bind(head.depth);
+                .bind(head.room_after.depth)
+                .bind(&head.room_after.state_group);
         }
         query.execute(&mut *conn).await?;
     }
+    set_extremities(conn, &heads).await?;
     events
         .iter()
         .map(|e| {
@@ -256,6 +258,130 @@ async fn insert_events(
                 .ok_or_else(|| Error::Internal(format!("no stream position for {}", e.event_id)))
         })
         .collect()
+}
+
+/// Inserts event rows and records their positions: timeline events get the
+/// next ones, outliers (with `below`) the ones under `below`, descending.
+async fn insert_event_rows(
+    conn: &mut AnyConnection,
+    events: &[&NewEvent],
+    max_bytes: usize,
+    below: Option<i64>,
+    positions: &mut HashMap<String, i64>,
+) -> Result<()> {
+    let outlier_columns = if below.is_some() { ", outlier, stream_ordering" } else { "" };
+    let columns = 11 + if below.is_some() { 2 } else { 0 };
+    let mut next_outlier = below.unwrap_or(0);
+    for chunk in statement_chunks(events, max_bytes) {
+        let sql = format!(
+            "INSERT INTO events (event_id, room_id, sender, event_type, state_key, membership, depth, \
+             origin_server_ts, json, state_before, state_after{outlier_columns}) VALUES {} \
+             RETURNING event_id, stream_ordering",
+            placeholders(chunk.len(), columns)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for event in chunk {
+            query = query
+                .bind(&event.event_id)
+                .bind(&event.room_id)
+                .bind(&event.sender)
+                .bind(&event.event_type)
+                .bind(&event.state_key)
+                .bind(&event.membership)
+                .bind(event.depth)
+                .bind(event.origin_server_ts)
+                .bind(&event.json)
+                .bind(&event.state_before)
+                .bind(&event.state_after);
+            if below.is_some() {
+                next_outlier -= 1;
+                query = query.bind(1_i64).bind(next_outlier);
+            }
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            positions.insert(row.try_get("event_id")?, row.try_get("stream_ordering")?);
+        }
+    }
+    Ok(())
+}
+
+/// Applies the events' changes to their rooms' current state, in order:
+/// only each key's final value is written (a statement must not touch a
+/// row twice), its membership read from the event it names.
+async fn apply_room_changes(conn: &mut AnyConnection, events: &[&NewEvent]) -> Result<()> {
+    let mut last: HashMap<(&str, &str, &str), Option<&str>> = HashMap::new();
+    for event in events {
+        for (kind, key, event_id) in &event.room_after.changes {
+            last.insert(
+                (event.room_id.as_str(), kind.as_str(), key.as_str()),
+                event_id.as_deref(),
+            );
+        }
+    }
+    let set: Vec<&str> = last.values().filter_map(|id| *id).collect();
+    for chunk in set.chunks(ROWS_PER_STATEMENT) {
+        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership) \
+             SELECT room_id, event_type, state_key, event_id, membership FROM events \
+             WHERE event_id IN ({}) ON CONFLICT (room_id, event_type, state_key) \
+             DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
+            params.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for event_id in chunk {
+            query = query.bind(*event_id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    for ((room_id, kind, key), _) in last.iter().filter(|(_, id)| id.is_none()) {
+        sqlx::query(
+            "DELETE FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3",
+        )
+        .bind(*room_id)
+        .bind(*kind)
+        .bind(*key)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Replaces the forward extremities of each room `heads` (one event per room) names.
+async fn set_extremities(conn: &mut AnyConnection, heads: &[&NewEvent]) -> Result<()> {
+    for chunk in heads.chunks(ROWS_PER_STATEMENT) {
+        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "DELETE FROM room_extremities WHERE room_id IN ({})",
+            params.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for head in chunk {
+            query = query.bind(&head.room_id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let rows: Vec<(&str, &str)> = heads
+        .iter()
+        .flat_map(|head| {
+            head.room_after
+                .extremities
+                .iter()
+                .map(|id| (head.room_id.as_str(), id.as_str()))
+        })
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO room_extremities (room_id, event_id) VALUES {}",
+            placeholders(chunk.len(), 2)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (room_id, event_id) in chunk {
+            query = query.bind(*room_id).bind(*event_id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// What `Store::append_events` did with one event.
@@ -404,7 +530,8 @@ impl Store {
     /// The room, if this server knows it.
     pub async fn room(&self, room_id: &str) -> Result<Option<RoomRow>> {
         let row = sqlx::query(
-            "SELECT room_id, room_version, head_event_id, head_depth FROM rooms WHERE room_id = $1",
+            "SELECT room_id, room_version, head_event_id, head_depth, state_group FROM rooms \
+             WHERE room_id = $1",
         )
         .bind(room_id)
         .fetch_optional(&self.pool)
@@ -415,24 +542,10 @@ impl Store {
                 room_version: row.try_get("room_version")?,
                 head_event_id: row.try_get("head_event_id")?,
                 head_depth: row.try_get("head_depth")?,
+                state_group: row.try_get("state_group")?,
             })
         })
         .transpose()
-    }
-
-    /// The room-wide current state the authorisation rules read: create,
-    /// power levels and join rules (memberships are read one by one).
-    pub async fn auth_state(&self, room_id: &str) -> Result<Vec<StoredEvent>> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN (SELECT event_id FROM current_state \
-             WHERE room_id = $1 AND event_type IN ('m.room.create', 'm.room.power_levels', \
-             'm.room.join_rules', 'm.room.third_party_invite'))"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(room_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(stored_event).collect()
     }
 
     /// The room's current state, or one type of it.
@@ -453,41 +566,76 @@ impl Store {
         rows.iter().map(stored_event).collect()
     }
 
-    /// One current state event.
-    pub async fn current_state_event(
-        &self,
-        room_id: &str,
-        event_type: &str,
-        state_key: &str,
-    ) -> Result<Option<StoredEvent>> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = (SELECT event_id FROM current_state \
-             WHERE room_id = $1 AND event_type = $2 AND state_key = $3)"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(room_id)
-            .bind(event_type)
-            .bind(state_key)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(stored_event).transpose()
+    /// The room's state after the event at `ordering` (the last event of
+    /// the room's timeline at or before it).
+    pub async fn state_at(&self, room_id: &str, ordering: i64) -> Result<Vec<StoredEvent>> {
+        let group: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT state_after FROM events WHERE room_id = $1 AND stream_ordering <= $2 \
+             AND outlier = 0 ORDER BY stream_ordering DESC LIMIT 1",
+        )
+        .bind(room_id)
+        .bind(ordering)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(Some(group)) = group else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<String> = self.state_group(&group).await?.into_values().collect();
+        self.events_by_id(&ids).await
     }
 
-    /// The room's state after the event at `ordering` (rooms are linear on
-    /// this server: the latest event of each type and key up to that point).
-    pub async fn state_at(&self, room_id: &str, ordering: i64) -> Result<Vec<StoredEvent>> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events e WHERE room_id = $1 AND state_key IS NOT NULL \
-             AND stream_ordering = (SELECT MAX(stream_ordering) FROM events l WHERE l.room_id = $1 \
-             AND l.event_type = e.event_type AND l.state_key = e.state_key AND l.stream_ordering <= $2) \
-             ORDER BY stream_ordering"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(room_id)
-            .bind(ordering)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(stored_event).collect()
+    /// The events among `ids` this server has, in stream order.
+    pub async fn events_by_id(&self, ids: &[String]) -> Result<Vec<StoredEvent>> {
+        let mut events = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN ({})",
+                params.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                events.push(stored_event(&row)?);
+            }
+        }
+        events.sort_by_key(|e| e.stream_ordering);
+        Ok(events)
+    }
+
+    /// The room's forward extremities, shallowest first.
+    pub async fn extremities(&self, room_id: &str) -> Result<Vec<Placed>> {
+        let rows = sqlx::query(
+            "SELECT e.event_id, e.depth, e.state_after, e.outlier FROM room_extremities x \
+             JOIN events e ON e.event_id = x.event_id WHERE x.room_id = $1 ORDER BY e.depth",
+        )
+        .bind(room_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(placed).collect()
+    }
+
+    /// Where the events among `ids` this server has sit in their room's graph.
+    pub async fn placements(&self, ids: &[&str]) -> Result<HashMap<String, Placed>> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT event_id, depth, state_after, outlier FROM events WHERE event_id IN ({})",
+                params.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let placed = placed(&row)?;
+                found.insert(placed.event_id.clone(), placed);
+            }
+        }
+        Ok(found)
     }
 
     /// One event by id.
@@ -514,7 +662,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND {condition} \
-             ORDER BY stream_ordering {order} LIMIT $3"
+             AND outlier = 0 ORDER BY stream_ordering {order} LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(room_id)
@@ -657,6 +805,11 @@ mod tests {
             prev_event: String::new(),
             txn: None,
             redaction: None,
+            state_before: String::new(),
+            state_after: String::new(),
+            new_groups: Vec::new(),
+            room_after: RoomAfter::default(),
+            outlier: false,
         }
     }
 

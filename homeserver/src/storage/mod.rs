@@ -14,6 +14,7 @@ mod media;
 mod presence;
 mod receipts;
 mod server_keys;
+mod state;
 mod sync;
 mod to_device;
 mod uia;
@@ -31,7 +32,11 @@ pub use account_data::{AccountDataRow, GLOBAL_ACCOUNT_DATA};
 pub use admin::{FederationRules, RegistrationTokenRow, RoomSummary, UserSummary};
 pub use devices::{DeviceRow, NewDevice, RefreshOutcome};
 pub use directory::{AliasRow, DirectoryRoom, PublishedRoom};
-pub use events::{Appended, EventRange, NewEvent, NewRoom, RoomRow, StoredEvent};
+pub use events::{
+    Appended, EventRange, NewEvent, NewRoom, Placed, RoomAfter, RoomRow, StoredEvent,
+};
+pub use state::{ChainEntry, NewStateGroup, StateIds, merge_chain};
+use state::insert_state_groups;
 pub use media::{MediaRow, ThumbnailRow};
 pub use presence::PresenceRow;
 pub use receipts::ReceiptRow;
@@ -140,6 +145,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "remote_media",
         include_str!("../../../migrations/sqlite/0011_remote_media.sql"),
     ),
+    (
+        12,
+        "room_graph",
+        include_str!("../../../migrations/sqlite/0012_room_graph.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -196,6 +206,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "remote_media",
         include_str!("../../../migrations/postgres/0011_remote_media.sql"),
+    ),
+    (
+        12,
+        "room_graph",
+        include_str!("../../../migrations/postgres/0012_room_graph.sql"),
     ),
 ];
 
