@@ -1,6 +1,7 @@
 //! The Matrix Server-Server protocol as a library. It knows nothing of the
 //! homeserver application; storage and delivery are the caller's.
 //!
+//! - [`acl`]: server name globs, room server ACLs.
 //! - [`keys`]: the server's ed25519 signing key, kept in a file.
 //! - [`pdu`]: building, hashing, signing, verifying and redacting PDUs, and
 //!   the parsed [`pdu::Pdu`] the authorisation rules read.
@@ -14,6 +15,7 @@
 //! - [`client`]: the HTTPS client that resolves, signs and sends requests.
 //! - [`tls`]: a self-signed certificate for when none is configured.
 
+pub mod acl;
 pub mod auth;
 pub mod client;
 pub mod discovery;

@@ -198,6 +198,21 @@ pub fn build_event(
     key: &SigningKey,
     rules: &RoomVersionRules,
 ) -> Result<Pdu> {
+    sign_event(
+        event_json(template, placement, rules)?,
+        server_name,
+        key,
+        rules,
+    )
+}
+
+/// The JSON of an event before it is hashed and signed (as `make_join`
+/// hands it to the joining server).
+pub fn event_json(
+    template: EventTemplate<'_>,
+    placement: Placement<'_>,
+    rules: &RoomVersionRules,
+) -> Result<CanonicalJsonObject> {
     let mut content = match to_canonical(template.content)? {
         CanonicalJsonValue::Object(content) => content,
         _ => return Err(Error::InvalidEvent("content must be an object".into())),
@@ -248,10 +263,22 @@ pub fn build_event(
         "type".into(),
         CanonicalJsonValue::String(template.kind.to_owned()),
     );
+    Ok(json)
+}
 
+/// Hashes and signs event JSON as `server_name` (adding this server's
+/// signature to any already there, as an invitee's server does) and
+/// computes its id.
+pub fn sign_event(
+    mut json: CanonicalJsonObject,
+    server_name: &str,
+    key: &SigningKey,
+    rules: &RoomVersionRules,
+) -> Result<Pdu> {
+    json.remove("event_id");
+    json.remove("unsigned");
     hash_and_sign_event(server_name, key.pair(), &mut json, &rules.redaction)?;
-    let event_id = EventId::parse(format!("${}", reference_hash(&json, rules)?))
-        .map_err(|e| Error::InvalidEvent(e.to_string()))?;
+    let event_id = event_id_of(&json, rules)?;
     Pdu::from_json(event_id, json)
 }
 

@@ -253,7 +253,7 @@ pub async fn set_federation_rules(state: &AppState, rules: FederationRules) -> R
             && pattern.len() <= 255
             && pattern
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*'));
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*' | '?'));
         if !well_formed {
             return Err(Error::InvalidParam(format!(
                 "not a server name pattern: {pattern:?}"
@@ -261,6 +261,9 @@ pub async fn set_federation_rules(state: &AppState, rules: FederationRules) -> R
         }
     }
     state.store.set_federation_rules(&rules).await?;
+    state.policy.rules_changed();
+    // Queues held back by the old rules may go now.
+    state.sender.wake_all();
     tracing::info!(
         allow = rules.allow.len(),
         deny = rules.deny.len(),

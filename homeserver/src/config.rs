@@ -84,6 +84,15 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Check other servers' TLS certificates (turn off only on test networks).
     pub federation_verify_tls: bool,
+    /// Server name patterns (`*` and `?` globs): when any is set, only
+    /// matching servers federate with this one. Comma-separated in the environment.
+    #[serde(deserialize_with = "name_list")]
+    pub federation_allow: Vec<String>,
+    /// Server name patterns this server never federates with (deny wins).
+    #[serde(deserialize_with = "name_list")]
+    pub federation_deny: Vec<String>,
+    /// The longest wait between attempts to reach a server that fails.
+    pub federation_retry_max_secs: u64,
     /// `fs` (the data dir) or `s3` (the `s3_*` settings).
     pub media_backend: MediaBackend,
     /// The S3 endpoint URL, e.g. `https://<account>.r2.cloudflarestorage.com`.
@@ -126,6 +135,9 @@ impl Default for Config {
             max_json_body_bytes: 1024 * 1024,
             log_format: LogFormat::Text,
             federation_verify_tls: true,
+            federation_allow: Vec::new(),
+            federation_deny: Vec::new(),
+            federation_retry_max_secs: 600,
             media_backend: MediaBackend::Fs,
             s3_endpoint: None,
             s3_bucket: None,
@@ -204,6 +216,9 @@ impl Config {
                 }
             }
         }
+        if self.federation_retry_max_secs == 0 {
+            return Err(invalid("federation_retry_max_secs", "must be at least 1"));
+        }
         if self.max_upload_size == 0 {
             return Err(invalid("max_upload_size", "must be at least 1"));
         }
@@ -274,6 +289,8 @@ const TEXT_KEYS: &[&str] = &[
     "s3_region",
     "s3_access_key_id",
     "s3_secret_access_key",
+    "federation_allow",
+    "federation_deny",
 ];
 
 fn text_overrides() -> BTreeMap<&'static str, String> {
@@ -284,6 +301,25 @@ fn text_overrides() -> BTreeMap<&'static str, String> {
             Some((*key, value))
         })
         .collect()
+}
+
+/// A list of names: a TOML array, or comma-separated text (the environment).
+fn name_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Names {
+        Text(String),
+        List(Vec<String>),
+    }
+    let names = match Names::deserialize(deserializer)? {
+        Names::Text(text) => text.split(',').map(str::to_owned).collect(),
+        Names::List(list) => list,
+    };
+    Ok(names
+        .into_iter()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect())
 }
 
 fn invalid(key: &'static str, reason: impl ToString) -> ConfigError {
@@ -363,6 +399,18 @@ mod tests {
             jail.set_env("TEATIME_REGISTRATION_TOKEN", "12345");
             let config = load_in_jail(jail, None).expect("config loads");
             assert_eq!(config.registration_token.as_deref(), Some("12345"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn federation_lists_come_from_text_or_arrays() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TEATIME_FEDERATION_DENY", "evil.org, *.evil.org,");
+            let config = load_in_jail(jail, Some("federation_allow = [\"partner.org\"]\n"))
+                .expect("config loads");
+            assert_eq!(config.federation_deny, ["evil.org", "*.evil.org"]);
+            assert_eq!(config.federation_allow, ["partner.org"]);
             Ok(())
         });
     }

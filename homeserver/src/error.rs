@@ -85,6 +85,12 @@ pub enum Error {
     /// The media store failed or refused.
     #[error("{0}")]
     Media(#[from] media::Error),
+    /// A room version the other side does not support (400 `M_INCOMPATIBLE_ROOM_VERSION`).
+    #[error("the room's version {0} is not supported by the joining server")]
+    IncompatibleRoomVersion(String),
+    /// Another server could not be reached or gave no usable answer (502).
+    #[error("{0}")]
+    BadGateway(String),
 }
 
 /// How the media store's errors reach clients.
@@ -145,6 +151,8 @@ impl Error {
             Error::NotYetUploaded => (S::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED"),
             Error::CannotOverwriteMedia => (S::CONFLICT, "M_CANNOT_OVERWRITE_MEDIA"),
             Error::Media(e) => media_status_and_code(e),
+            Error::BadGateway(_) => (S::BAD_GATEWAY, "M_UNKNOWN"),
+            Error::IncompatibleRoomVersion(_) => (S::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION"),
         }
     }
 
@@ -179,6 +187,9 @@ impl Error {
             }
             Error::LimitExceeded { retry_after_ms } => {
                 body.insert("retry_after_ms".into(), (*retry_after_ms).into());
+            }
+            Error::IncompatibleRoomVersion(version) => {
+                body.insert("room_version".into(), version.clone().into());
             }
             _ => {}
         }
@@ -326,13 +337,24 @@ impl From<federation::Error> for Error {
                 Error::Unauthorized(err.to_string())
             }
             F::InvalidRequest(reason) => Error::BadJson(reason),
+            // Another server's refusal reaches the client as that refusal.
+            F::Remote {
+                status: 403,
+                message,
+                ..
+            } => Error::Forbidden(message),
+            F::Remote {
+                status: 404,
+                message,
+                ..
+            } => Error::NotFound(message),
+            other @ (F::Discovery { .. } | F::Transport { .. } | F::Remote { .. }) => {
+                Error::BadGateway(other.to_string())
+            }
             other @ (F::KeyFile { .. }
             | F::Verification(_)
             | F::ServerKeys { .. }
-            | F::Discovery { .. }
             | F::ClientSetup(_)
-            | F::Transport { .. }
-            | F::Remote { .. }
             | F::Certificate { .. }) => Error::Internal(other.to_string()),
         }
     }

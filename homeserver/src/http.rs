@@ -81,6 +81,10 @@ pub async fn request_ids<E: Endpoint>(next: E, req: Request) -> Result<Response>
     .await
 }
 
+/// The largest server-server request body: a transaction of 50 PDUs of
+/// 64 KiB each, with EDUs.
+const MAX_FEDERATION_BODY_BYTES: usize = 8 * 1024 * 1024;
+
 /// The server a signed server-server request came from, once its X-Matrix
 /// signature checked out.
 #[derive(Debug, Clone)]
@@ -109,7 +113,7 @@ pub async fn server_signatures<E: Endpoint>(next: E, mut req: Request) -> Result
             .ok_or_else(|| Error::Internal("application state missing".into()))?;
         let body = req
             .take_body()
-            .into_bytes_limit(state.config.max_json_body_bytes)
+            .into_bytes_limit(MAX_FEDERATION_BODY_BYTES.max(state.config.max_json_body_bytes))
             .await
             .map_err(|e| match e {
                 poem::error::ReadBodyError::PayloadTooLarge => Error::TooLarge,
@@ -123,6 +127,12 @@ pub async fn server_signatures<E: Endpoint>(next: E, mut req: Request) -> Result
             .remote
             .verify_request(&authorization, req.method(), &target, &body)
             .await?;
+        if !state.policy.may_federate_with(&origin).await {
+            return Err(
+                Error::Forbidden(format!("this server does not federate with {origin}")).into(),
+            );
+        }
+        state.sender.heard_from(&origin);
         req.extensions_mut().insert(VerifiedOrigin(origin));
         req.set_body(body);
     }

@@ -3,6 +3,9 @@
 //! A tour of the modules, from the edge inwards:
 //! - [`server`] assembles the HTTP application and runs it; [`http`] holds the
 //!   plain middleware (CORS, JSON bodies, Matrix errors, metrics).
+//! - [`servers`] is federation: transactions in, the queue out, joins,
+//!   invites and history across servers, and the federation policy;
+//!   [`remote`] signs, sends and checks the requests between servers.
 //! - [`ws`] is the WebSocket at `/_teatime/ws`, fed by the same sync.
 //! - [`api`] is the documented Client-Server API: thin poem-openapi handlers.
 //! - [`rooms`] builds, signs, authorises and stores room events (with the
@@ -35,6 +38,7 @@ pub mod metrics;
 pub mod remote;
 pub mod rooms;
 pub mod server;
+pub mod servers;
 pub mod state;
 pub mod storage;
 pub mod sync;

@@ -150,10 +150,10 @@ impl Remote {
 
     /// The public keys of `servers`, for checking event signatures; a
     /// server whose keys cannot be had is left out (its events then fail).
-    pub async fn public_keys(&self, servers: impl IntoIterator<Item = &ServerName>) -> PublicKeyMap {
+    pub async fn public_keys(&self, servers: &[OwnedServerName]) -> PublicKeyMap {
         let mut map = PublicKeyMap::new();
         for server in servers {
-            if server == self.server_name {
+            if *server == self.server_name {
                 map.insert(server.to_string(), self.own_public_keys());
                 continue;
             }
@@ -228,6 +228,25 @@ impl Remote {
         Ok(Some(document))
     }
 
+    /// Sends a signed federation request to `destination` and returns its JSON answer.
+    pub async fn request(
+        &self,
+        destination: &ServerName,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        Ok(self
+            .client
+            .request_json(destination, method, path_and_query, body)
+            .await?)
+    }
+
+    /// This server's name.
+    pub fn server_name(&self) -> &ServerName {
+        &self.server_name
+    }
+
     /// A remote user's profile, asked of their server.
     pub async fn profile(&self, user_id: &UserId) -> Result<Profile> {
         let path = format!(
@@ -273,7 +292,7 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// Percent-encodes a query value.
-fn encode(value: &str) -> String {
+pub fn encode(value: &str) -> String {
     utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 

@@ -20,6 +20,7 @@ use crate::{
     metrics::Metrics,
     remote::Remote,
     rooms::Rooms,
+    servers::{Policy, Sender},
     storage::Store,
     sync::{Change, Notifier, Syncer},
 };
@@ -46,6 +47,10 @@ pub struct AppState {
     pub media: MediaRepo,
     /// Other servers: keys, signed requests, queries.
     pub remote: Arc<Remote>,
+    /// Whom this server federates with.
+    pub policy: Arc<Policy>,
+    /// What this server owes other servers.
+    pub sender: Sender,
     /// Cancelled when the server begins to stop: long-polls answer, sockets close.
     pub stopping: CancellationToken,
     /// The open WebSockets, so shutdown can wait for their goodbyes.
@@ -92,12 +97,26 @@ impl AppState {
             Box::new(RumaAuthorizer),
             notifier.clone(),
         );
-        let typing = Typing::new(notifier.clone(), store.clone());
-        let receipts = Receipts::new(store.clone(), notifier.clone());
-        let presence = Presence::new(store.clone(), notifier.clone());
-        let to_device = ToDevice::new(store.clone(), notifier.clone(), config.server_name.clone());
-        apply_remote_changes(&notifier, sessions.clone(), typing.clone());
         let stopping = CancellationToken::new();
+        let policy = Arc::new(Policy::new(store.clone(), &config));
+        let sender = Sender::new(
+            store.clone(),
+            remote.clone(),
+            policy.clone(),
+            stopping.clone(),
+            Duration::from_secs(config.federation_retry_max_secs),
+        );
+        sender.start(&notifier).await?;
+        let typing = Typing::new(notifier.clone(), store.clone(), sender.clone());
+        let receipts = Receipts::new(store.clone(), notifier.clone(), sender.clone());
+        let presence = Presence::new(store.clone(), notifier.clone());
+        let to_device = ToDevice::new(
+            store.clone(),
+            notifier.clone(),
+            config.server_name.clone(),
+            sender.clone(),
+        );
+        apply_remote_changes(&notifier, sessions.clone(), typing.clone());
         let media =
             MediaRepo::open(&config, store.clone(), stopping.clone(), remote.clone()).await?;
         let syncer = Syncer::new(store.clone(), notifier, typing.clone(), stopping.clone());
@@ -118,6 +137,8 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             media,
             remote,
+            policy,
+            sender,
             stopping,
             sockets: TaskTracker::new(),
         }))
@@ -141,7 +162,7 @@ fn apply_remote_changes(notifier: &Notifier, sessions: Arc<Sessions>, typing: Ar
                     typing.apply_remote(&room_id, &user_id, timeout_ms.map(Duration::from_millis));
                 }
                 Ok(Change::Missed) | Err(RecvError::Lagged(_)) => sessions.forget_all_here(),
-                Ok(Change::Room { .. } | Change::User(_)) => {}
+                Ok(Change::Room { .. } | Change::User(_) | Change::Outbox(_)) => {}
                 Err(RecvError::Closed) => break,
             }
         }

@@ -29,6 +29,7 @@ use crate::{
     directory::parse_room_id,
     ephemeral::ReceiptType,
     error::{Error, Result},
+    servers,
     state::AppState,
     sync::{Change, SyncFilter, SyncRequest, SyncToken},
 };
@@ -66,7 +67,10 @@ enum ClientFrame {
     #[serde(rename = "typing.stop")]
     TypingStop { room_id: String },
     #[serde(rename = "room.join")]
-    RoomJoin { room: String },
+    RoomJoin {
+        room: String,
+        via: Option<Vec<String>>,
+    },
     #[serde(rename = "room.leave")]
     RoomLeave { room_id: String },
     #[serde(rename = "receipt.send")]
@@ -229,7 +233,7 @@ async fn serve(
                     }
                     Ok(Change::User(user)) => user == user_id,
                     Ok(Change::Typing { room_id, .. }) => rooms.contains(&room_id),
-                    Ok(Change::SessionsEnded(_)) => false,
+                    Ok(Change::SessionsEnded(_) | Change::Outbox(_)) => false,
                     Ok(Change::Missed) => true,
                     Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => break,
@@ -433,14 +437,19 @@ async fn carry_out(state: &AppState, authed: &Authed, frame: ClientFrame) -> Res
                 .await?;
             Ok(None)
         }
-        ClientFrame::RoomJoin { room } => {
-            let room_id = state.directory.resolve_room(&room).await?;
-            state.rooms.join(&room_id, authed, None).await?;
+        ClientFrame::RoomJoin { room, via } => {
+            let (room_id, mut servers) = servers::membership::resolve_room(state, &room).await?;
+            for name in via.into_iter().flatten() {
+                servers.push(ruma::ServerName::parse(&name).map_err(|e| {
+                    Error::InvalidParam(format!("invalid server name {name}: {e}"))
+                })?);
+            }
+            servers::membership::join(state, authed, &room_id, &servers, None).await?;
             Ok(Some(json!({ "type": "room.joined", "room_id": room_id })))
         }
         ClientFrame::RoomLeave { room_id } => {
             let room_id = parse_room_id(&room_id)?;
-            state.rooms.leave(room_id, authed, None).await?;
+            servers::membership::leave(state, authed, room_id, None).await?;
             Ok(Some(json!({ "type": "room.left", "room_id": room_id })))
         }
         ClientFrame::ReceiptSend { room_id, event_id } => {

@@ -9,6 +9,7 @@ mod directory;
 mod discovery;
 mod ephemeral;
 mod federation;
+mod federation_rooms;
 mod filters;
 mod media;
 mod profile;
@@ -80,7 +81,10 @@ pub type ClientApi = (
     ephemeral::EphemeralApi,
     media::MediaApi,
     admin::AdminApi,
-    federation::FederationApi,
+    (
+        federation::FederationApi,
+        federation_rooms::FederationRoomsApi,
+    ),
 );
 
 /// The OpenAPI service for the client API.
@@ -102,7 +106,10 @@ pub fn service() -> OpenApiService<ClientApi, ()> {
             ephemeral::EphemeralApi,
             media::MediaApi,
             admin::AdminApi,
-            federation::FederationApi,
+            (
+                federation::FederationApi,
+                federation_rooms::FederationRoomsApi,
+            ),
         ),
         "TeaTime Client-Server API",
         env!("CARGO_PKG_VERSION"),

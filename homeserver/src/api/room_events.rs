@@ -17,6 +17,7 @@ use crate::{
     directory::parse_room_id,
     error::{Error, Result},
     rooms::{Direction, EventFilter, Pagination},
+    servers::history,
     state::AppState,
 };
 
@@ -410,10 +411,20 @@ impl RoomEventsApi {
             limit: limit.0.map_or(10, |l| usize::try_from(l).unwrap_or(1000)),
             filter: parse_filter(filter.0.as_deref())?,
         };
-        let page = state
+        let mut page = state
             .rooms
             .messages(room_id, &auth.0.user_id, &request)
             .await?;
+        // At the start of the room's history here: perhaps more is elsewhere.
+        if request.dir == Direction::Backward
+            && page.end.is_none()
+            && history::fetch_older(&state, room_id, request.limit).await?
+        {
+            page = state
+                .rooms
+                .messages(room_id, &auth.0.user_id, &request)
+                .await?;
+        }
         let state_events = (!page.state.is_empty()).then_some(page.state);
         Ok(Json(MessagesResponse {
             chunk: page.chunk,

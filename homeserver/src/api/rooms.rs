@@ -4,8 +4,12 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use poem::web::Data;
-use poem_openapi::{Object, OpenApi, param::Path, payload::Json};
-use ruma::RoomAliasId;
+use poem_openapi::{
+    Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+use ruma::{RoomAliasId, ServerName};
 use serde_json::{Map, Value};
 
 use super::{AccessToken, Tag, parse_user_id, session::Empty};
@@ -13,6 +17,7 @@ use crate::{
     directory::parse_room_id,
     error::{Error, Result},
     rooms::{CreateRoom, Preset, membership::MembershipChange},
+    servers::membership,
     state::AppState,
 };
 
@@ -166,7 +171,7 @@ impl RoomsApi {
             state.directory.check_alias_available(alias).await?;
         }
         let public = request.public;
-        let room_id = state.rooms.create_room(&auth.0, request).await?;
+        let room_id = membership::create_room(&state, &auth.0, request).await?;
         if let Some(alias) = &alias {
             state
                 .directory
@@ -193,10 +198,20 @@ impl RoomsApi {
         state: Data<&Arc<AppState>>,
         auth: AccessToken,
         room_id_or_alias: Path<String>,
+        /// Servers to join through (the current name of the parameter).
+        via: Query<Option<Vec<String>>>,
+        /// Servers to join through (its older name).
+        server_name: Query<Option<Vec<String>>>,
         body: Json<Option<ReasonRequest>>,
     ) -> Result<Json<RoomIdResponse>> {
-        let room_id = state.directory.resolve_room(&room_id_or_alias.0).await?;
-        state.rooms.join(&room_id, &auth.0, reason(body)).await?;
+        let (room_id, mut servers) = membership::resolve_room(&state, &room_id_or_alias.0).await?;
+        for name in via.0.into_iter().chain(server_name.0).flatten() {
+            servers
+                .push(ServerName::parse(&name).map_err(|e| {
+                    Error::InvalidParam(format!("invalid server name {name}: {e}"))
+                })?);
+        }
+        membership::join(&state, &auth.0, &room_id, &servers, reason(body)).await?;
         Ok(Json(RoomIdResponse {
             room_id: room_id.to_string(),
         }))
@@ -216,7 +231,7 @@ impl RoomsApi {
         body: Json<Option<ReasonRequest>>,
     ) -> Result<Json<RoomIdResponse>> {
         let room_id = parse_room_id(&room_id.0)?;
-        state.rooms.join(room_id, &auth.0, reason(body)).await?;
+        membership::join(&state, &auth.0, room_id, &[], reason(body)).await?;
         Ok(Json(RoomIdResponse {
             room_id: room_id.to_string(),
         }))
@@ -236,10 +251,7 @@ impl RoomsApi {
         room_id: Path<String>,
         body: Json<Option<ReasonRequest>>,
     ) -> Result<Json<Empty>> {
-        state
-            .rooms
-            .leave(parse_room_id(&room_id.0)?, &auth.0, reason(body))
-            .await?;
+        membership::leave(&state, &auth.0, parse_room_id(&room_id.0)?, reason(body)).await?;
         Ok(Json(Empty {}))
     }
 
@@ -354,15 +366,17 @@ async fn change(
     change: MembershipChange,
 ) -> Result<Json<Empty>> {
     let target = parse_user_id(&body.user_id)?;
-    state
-        .rooms
-        .change_membership(
-            parse_room_id(room_id)?,
-            &auth.0,
-            &target,
-            change,
-            body.reason,
-        )
-        .await?;
+    let room_id = parse_room_id(room_id)?;
+    match change {
+        MembershipChange::Invite => {
+            membership::invite(state, &auth.0, room_id, &target, body.reason).await?;
+        }
+        _ => {
+            state
+                .rooms
+                .change_membership(room_id, &auth.0, &target, change, body.reason)
+                .await?;
+        }
+    }
     Ok(Json(Empty {}))
 }

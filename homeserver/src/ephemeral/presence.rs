@@ -64,6 +64,19 @@ impl Presence {
         Ok(())
     }
 
+    /// Presence another server reports for one of its users.
+    pub async fn apply_remote(
+        &self,
+        user_id: &str,
+        state: &str,
+        status_msg: Option<&str>,
+    ) -> Result<()> {
+        if !PRESENCE_STATES.contains(&state) {
+            return Err(Error::InvalidParam(format!("unknown presence {state}")));
+        }
+        self.store_and_announce(user_id, state, status_msg).await
+    }
+
     /// `PUT /presence/{userId}/status`: only one's own.
     pub async fn set(
         &self,

@@ -9,10 +9,12 @@ use std::{
 };
 
 use ruma::RoomId;
+use serde_json::json;
 
 use crate::{
     auth::Authed,
     error::Result,
+    servers::Sender,
     storage::Store,
     sync::{Change, Notifier},
 };
@@ -41,15 +43,18 @@ pub struct Typing {
     state: Mutex<TypingState>,
     notifier: Arc<Notifier>,
     store: Store,
+    /// Tells the other servers in the room.
+    sender: Sender,
 }
 
 impl Typing {
     /// No one typing anywhere yet.
-    pub fn new(notifier: Arc<Notifier>, store: Store) -> Arc<Self> {
+    pub fn new(notifier: Arc<Notifier>, store: Store, sender: Sender) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(TypingState::default()),
             notifier,
             store,
+            sender,
         })
     }
 
@@ -64,7 +69,15 @@ impl Typing {
         let user_id = user.user_id.as_str();
         self.store.require_joined(room_id.as_str(), user_id).await?;
         self.set(room_id.as_str(), user_id, typing);
-        Ok(())
+        let mut content =
+            json!({ "room_id": room_id, "user_id": user_id, "typing": typing.is_some() });
+        if let Some(timeout) = typing {
+            content["timeout"] = u64::try_from(timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .into();
+        }
+        let edu = json!({ "edu_type": "m.typing", "content": content });
+        self.sender.queue_room_edu(room_id.as_str(), &edu).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, TypingState> {
@@ -169,15 +182,31 @@ impl Typing {
 mod tests {
     use super::*;
 
-    async fn test_store() -> Store {
-        Store::connect("sqlite::memory:", 1)
+    async fn test_typing() -> Arc<Typing> {
+        let store = Store::connect("sqlite::memory:", 1)
             .await
-            .expect("in-memory database")
+            .expect("in-memory database");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = federation::keys::SigningKey::load_or_generate(&dir.path().join("key"))
+            .expect("signing key");
+        let config = crate::config::Config::default();
+        let remote = Arc::new(
+            crate::remote::Remote::new(&config, store.clone(), Arc::new(key)).expect("remote"),
+        );
+        let policy = Arc::new(crate::servers::Policy::new(store.clone(), &config));
+        let sender = Sender::new(
+            store.clone(),
+            remote,
+            policy,
+            tokio_util::sync::CancellationToken::new(),
+            Duration::from_secs(1),
+        );
+        Typing::new(Arc::new(Notifier::default()), store, sender)
     }
 
     #[tokio::test]
     async fn typing_starts_stops_and_expires() {
-        let typing = Typing::new(Arc::new(Notifier::default()), test_store().await);
+        let typing = test_typing().await;
         assert_eq!(typing.update_since("!r", 0, i64::MAX), None);
         typing.set("!r", "@a", Some(Duration::from_secs(30)));
         let after_start = typing.position();
@@ -217,7 +246,7 @@ mod tests {
 
     #[tokio::test]
     async fn renewing_outlives_the_first_timeout() {
-        let typing = Typing::new(Arc::new(Notifier::default()), test_store().await);
+        let typing = test_typing().await;
         typing.set("!r", "@a", Some(Duration::from_millis(30)));
         tokio::time::sleep(Duration::from_millis(15)).await;
         typing.set("!r", "@a", Some(Duration::from_secs(30)));

@@ -201,7 +201,7 @@ impl Rooms {
             ),
             _ => None,
         };
-        let mut cursor = RoomCursor::new(room_id, rules);
+        let mut cursor = RoomCursor::new(room_id, version.clone())?;
         let mut events = Vec::with_capacity(drafts.len());
         for draft in &drafts {
             events.push(self.next_event(&mut cursor, sender, draft)?.1);

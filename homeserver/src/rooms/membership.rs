@@ -19,7 +19,8 @@ pub enum MembershipChange {
 }
 
 impl Rooms {
-    async fn member_content(
+    /// The content of `user_id`'s membership event: their profile with a join.
+    pub async fn member_content(
         &self,
         user_id: &UserId,
         membership: &str,

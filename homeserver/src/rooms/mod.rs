@@ -4,6 +4,7 @@
 
 mod client_event;
 mod create;
+mod federated;
 pub mod membership;
 pub mod power;
 mod read;
@@ -13,7 +14,7 @@ pub mod visibility;
 mod writer;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex},
 };
 
@@ -24,14 +25,16 @@ use federation::{
 };
 use ruma::{
     EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedServerName, RoomId,
-    RoomVersionId, UserId, events::StateEventType, room_version_rules::RoomVersionRules,
+    RoomVersionId, ServerName, UserId, events::StateEventType,
+    room_version_rules::RoomVersionRules,
 };
 use serde_json::{Value, json};
 
 pub use client_event::client_event;
 pub use create::{CreateRoom, Preset};
+pub use federated::{JoinedRoom, StateAndAuth, invite_state};
 pub use read::{Direction, EventFilter, MessagesPage, Pagination};
-pub use receive::Reception;
+pub use receive::{Reception, Relay};
 use state::{Snapshot, States};
 
 use crate::{
@@ -76,6 +79,7 @@ impl Draft {
 /// and the parsed events the auth rules need), and where the next event goes.
 struct RoomCursor {
     room_id: Option<OwnedRoomId>,
+    version: RoomVersionId,
     rules: RoomVersionRules,
     /// The auth-relevant state: create, power levels, join rules, and the
     /// membership of the users in `members`.
@@ -91,14 +95,17 @@ struct RoomCursor {
     last_event: String,
     /// The room's current state.
     current: Arc<Snapshot>,
+    /// The users joined to the room now: their servers receive its events.
+    joined: HashSet<String>,
 }
 
 impl RoomCursor {
-    /// A room about to be created.
-    fn new(room_id: Option<OwnedRoomId>, rules: RoomVersionRules) -> Self {
-        Self {
+    /// A room of `version`, before its first event here.
+    fn new(room_id: Option<OwnedRoomId>, version: RoomVersionId) -> Result<Self> {
+        Ok(Self {
             room_id,
-            rules,
+            rules: rules_for(&version)?,
+            version,
             state: StateMap::new(),
             members: HashSet::new(),
             head: Vec::new(),
@@ -106,6 +113,33 @@ impl RoomCursor {
             depth: 0,
             last_event: String::new(),
             current: Arc::default(),
+            joined: HashSet::new(),
+        })
+    }
+
+    /// The other servers with users in the room.
+    fn other_servers(&self, own: &ServerName) -> BTreeSet<String> {
+        self.joined
+            .iter()
+            .filter_map(|user| user.split_once(':').map(|(_, server)| server))
+            .filter(|server| *server != own.as_str())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Records a membership event now in the room's current state.
+    fn apply_membership(&mut self, pdu: &Pdu) {
+        if pdu.kind.to_string() != "m.room.member" {
+            return;
+        }
+        let Some(user) = &pdu.state_key else { return };
+        let joined = pdu
+            .content_value()
+            .is_ok_and(|content| content["membership"] == "join");
+        if joined {
+            self.joined.insert(user.clone());
+        } else {
+            self.joined.remove(user);
         }
     }
 }
@@ -262,6 +296,8 @@ impl Rooms {
     /// cursor's room (or starts it), and the cursor moved past it.
     fn place(&self, cursor: &mut RoomCursor, room_id: &RoomId, pdu: &Pdu) -> Result<NewEvent> {
         let mut event = new_event(pdu, room_id)?;
+        // The servers in the room before and after it: a kicked user's server hears of it.
+        let mut destinations = cursor.other_servers(&self.server_name);
         event.prev_event = std::mem::replace(&mut cursor.last_event, event.event_id.clone());
         event.state_before = cursor.current.id.clone();
         if let Some(state_key) = &pdu.state_key {
@@ -275,12 +311,19 @@ impl Rooms {
             );
             cursor.current = after;
             event.new_groups.push(group);
-            event.room_after.changes.push((key.0, key.1, Some(event.event_id.clone())));
+            event
+                .room_after
+                .changes
+                .push((key.0, key.1, Some(event.event_id.clone())));
+            cursor.apply_membership(pdu);
             if is_auth_state(&event.event_type) {
                 if event.event_type == "m.room.member" {
                     cursor.members.insert(state_key.clone());
                 }
-                let typed = (StateEventType::from(event.event_type.as_str()), state_key.clone());
+                let typed = (
+                    StateEventType::from(event.event_type.as_str()),
+                    state_key.clone(),
+                );
                 cursor.state.insert(typed, pdu.clone());
             }
         }
@@ -292,10 +335,14 @@ impl Rooms {
             cursor.head_groups.remove(prev);
         }
         cursor.head.push(pdu.event_id.clone());
-        cursor.head_groups.insert(pdu.event_id.clone(), event.state_after.clone());
+        cursor
+            .head_groups
+            .insert(pdu.event_id.clone(), event.state_after.clone());
         event.room_after.extremities = cursor.head.iter().map(ToString::to_string).collect();
         event.room_after.state_group = cursor.current.id.clone();
         event.room_after.depth = i64::try_from(cursor.depth).unwrap_or(i64::MAX);
+        destinations.extend(cursor.other_servers(&self.server_name));
+        event.destinations = destinations.into_iter().collect();
         Ok(event)
     }
 
@@ -308,19 +355,27 @@ impl Rooms {
             .ok_or_else(|| Error::NotFound("unknown room".into()))?;
         let version = RoomVersionId::try_from(room.room_version.as_str())
             .map_err(|e| Error::Internal(format!("stored room version: {e}")))?;
-        let mut cursor = RoomCursor::new(Some(room_id.to_owned()), rules_for(&version)?);
+        let mut cursor = RoomCursor::new(Some(room_id.to_owned()), version)?;
         for placed in self.store.extremities(room_id.as_str()).await? {
             let event_id = parse_event_id(&placed.event_id)?;
             cursor
                 .head_groups
                 .insert(event_id.clone(), placed.state_after.unwrap_or_default());
             cursor.head.push(event_id);
-            cursor.depth = cursor.depth.max(u64::try_from(placed.depth).unwrap_or_default());
+            cursor.depth = cursor
+                .depth
+                .max(u64::try_from(placed.depth).unwrap_or_default());
         }
         cursor.depth = cursor
             .depth
             .max(u64::try_from(room.head_depth).unwrap_or_default());
         cursor.last_event = room.head_event_id;
+        cursor.joined = self
+            .store
+            .joined_users(room_id.as_str())
+            .await?
+            .into_iter()
+            .collect();
         cursor.current = self
             .states
             .load(room.state_group.as_deref().unwrap_or_default())
@@ -348,7 +403,11 @@ impl Rooms {
 
     /// Sets the cursor's auth state for `keys` to the events its current
     /// state holds there (memberships among them are then known).
-    async fn load_auth_events(&self, cursor: &mut RoomCursor, keys: &[(String, String)]) -> Result<()> {
+    async fn load_auth_events(
+        &self,
+        cursor: &mut RoomCursor,
+        keys: &[(String, String)],
+    ) -> Result<()> {
         let ids = keys
             .iter()
             .filter_map(|key| cursor.current.state.get(key))
@@ -615,6 +674,19 @@ fn parse_stored(stored: &StoredEvent) -> Result<Pdu> {
     )?)
 }
 
+/// The row that keeps `pdu` as an outlier: known for its state or auth
+/// chain, not part of the timeline.
+pub fn outlier_row(pdu: &Pdu, room_id: &RoomId) -> Result<NewEvent> {
+    let mut event = new_event(pdu, room_id)?;
+    event.outlier = true;
+    Ok(event)
+}
+
+/// The row that keeps `pdu` as older history of the room's timeline.
+pub fn history_row(pdu: &Pdu, room_id: &RoomId) -> Result<NewEvent> {
+    new_event(pdu, room_id)
+}
+
 /// The row that stores `pdu`.
 fn new_event(pdu: &Pdu, room_id: &RoomId) -> Result<NewEvent> {
     let membership = if pdu.kind.to_string() == "m.room.member" {
@@ -643,5 +715,6 @@ fn new_event(pdu: &Pdu, room_id: &RoomId) -> Result<NewEvent> {
         new_groups: Vec::new(),
         room_after: RoomAfter::default(),
         outlier: false,
+        destinations: Vec::new(),
     })
 }

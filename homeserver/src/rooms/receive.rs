@@ -9,13 +9,26 @@ use std::{
 };
 
 use federation::{auth::StateMap, pdu::Pdu};
-use ruma::{EventId, OwnedEventId, RoomId, events::StateEventType};
+use ruma::{EventId, OwnedEventId, RoomId, ServerName, events::StateEventType};
 
 use super::{MAX_ATTEMPTS, RoomCursor, Rooms, new_event, parse_event_id, state::diff};
 use crate::{
     error::{Error, Result},
     storage::{Appended, NewEvent},
 };
+
+/// Events keyed by `(type, state_key)`, as the auth rules read state.
+fn by_key<'a>(events: impl Iterator<Item = &'a Arc<Pdu>>) -> StateMap {
+    events
+        .filter_map(|e| {
+            let key = e.state_key.clone()?;
+            Some((
+                (StateEventType::from(e.kind.to_string()), key),
+                (**e).clone(),
+            ))
+        })
+        .collect()
+}
 
 /// What became of an event from another server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +44,17 @@ pub enum Reception {
     Rejected(String),
 }
 
+/// Which other servers this server sends events it takes in.
+#[derive(Debug, Clone, Copy)]
+pub enum Relay<'a> {
+    /// None: the server that made them sends them to the room.
+    Nobody,
+    /// Every server in the room but this one: the joins and leaves other
+    /// servers make through this one, and events this server made but
+    /// another co-signed (invites).
+    AllBut(&'a ServerName),
+}
+
 impl Rooms {
     /// Takes `pdus` (signatures and hashes already checked, each one's
     /// prev and auth events stored or earlier in the list) into the room.
@@ -38,11 +62,14 @@ impl Rooms {
         &self,
         room_id: &RoomId,
         pdus: Vec<Pdu>,
+        relay: Relay<'_>,
     ) -> Result<Vec<(OwnedEventId, Reception)>> {
         let mut outcomes: HashMap<OwnedEventId, Reception> = HashMap::new();
         let mut pending: Vec<Pdu> = pdus;
         for _ in 0..MAX_ATTEMPTS {
-            let submitted = self.submit_received(room_id, &pending, &mut outcomes).await?;
+            let submitted = self
+                .submit_received(room_id, &pending, relay, &mut outcomes)
+                .await?;
             let mut stale = HashSet::new();
             for (event_id, committed) in submitted {
                 let reception = match committed.await {
@@ -86,8 +113,14 @@ impl Rooms {
         &self,
         room_id: &RoomId,
         pdus: &[Pdu],
+        relay: Relay<'_>,
         outcomes: &mut HashMap<OwnedEventId, Reception>,
-    ) -> Result<Vec<(OwnedEventId, tokio::sync::oneshot::Receiver<super::writer::Committed>)>> {
+    ) -> Result<
+        Vec<(
+            OwnedEventId,
+            tokio::sync::oneshot::Receiver<super::writer::Committed>,
+        )>,
+    > {
         let slot = self.cursor_slot(room_id);
         let mut guard = slot.lock().await;
         let cursor = match guard.as_mut() {
@@ -114,15 +147,32 @@ impl Rooms {
                 outcomes.insert(pdu.event_id.clone(), Reception::Known);
                 continue;
             }
-            let (reception, event) = match self.check_received(cursor, room_id, pdu, &placed).await {
-                Ok(checked) => checked,
-                Err(Error::Forbidden(reason) | Error::Internal(reason)) => {
-                    tracing::info!(event_id = %pdu.event_id, %reason, "event rejected");
-                    outcomes.insert(pdu.event_id.clone(), Reception::Rejected(reason));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
+            let servers_before = cursor.other_servers(&self.server_name);
+            let (reception, mut event) =
+                match self.check_received(cursor, room_id, pdu, &placed).await {
+                    Ok(checked) => checked,
+                    Err(Error::Forbidden(reason) | Error::Internal(reason)) => {
+                        tracing::info!(event_id = %pdu.event_id, %reason, "event rejected");
+                        outcomes.insert(pdu.event_id.clone(), Reception::Rejected(reason));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+            if let Relay::AllBut(except) = relay
+                && reception == Reception::Stored
+            {
+                let mut servers = servers_before;
+                servers.extend(cursor.other_servers(&self.server_name));
+                servers.remove(except.as_str());
+                event.destinations = servers.into_iter().collect();
+            }
+            tracing::debug!(
+                event_id = %pdu.event_id,
+                ?reception,
+                forks = cursor.head.len(),
+                changes = event.room_after.changes.len(),
+                "event placed"
+            );
             placed.insert(event.event_id.clone(), Some(event.state_after.clone()));
             self.states.remember(Arc::new(pdu.clone()));
             outcomes.insert(pdu.event_id.clone(), reception);
@@ -148,19 +198,27 @@ impl Rooms {
         let auth_refs: Vec<&EventId> = pdu.auth_events.iter().map(|id| &**id).collect();
         let auth_events = self.states.events(&auth_refs).await?;
         if auth_events.len() < pdu.auth_events.len() {
-            return Err(Error::Forbidden("some of its auth events are unknown".into()));
+            return Err(Error::Forbidden(
+                "some of its auth events are unknown".into(),
+            ));
         }
-        let by_key = |events: Vec<&Arc<Pdu>>| -> StateMap {
-            events
-                .into_iter()
-                .filter_map(|e| {
-                    let key = e.state_key.clone()?;
-                    Some(((StateEventType::from(e.kind.to_string()), key), (**e).clone()))
-                })
-                .collect()
+        // Since v12 the create event is not among the auth events: the room id names it.
+        let create_key = (StateEventType::RoomCreate, String::new());
+        let create = cursor.state.get(&create_key).cloned();
+        let with_create = |mut state: StateMap| {
+            if let Some(create) = &create {
+                state
+                    .entry(create_key.clone())
+                    .or_insert_with(|| create.clone());
+            }
+            state
         };
         self.authorizer
-            .authorize(&rules.authorization, pdu, &by_key(auth_events.values().collect()))
+            .authorize(
+                &rules.authorization,
+                pdu,
+                &with_create(by_key(auth_events.values())),
+            )
             .map_err(|e| Error::Forbidden(format!("not allowed by its auth events: {e}")))?;
 
         // 2. Against the state before it: its prev_events' states, resolved.
@@ -178,7 +236,7 @@ impl Rooms {
         }
         let (before, resolved) = self
             .states
-            .resolve(room_id.as_str(), &rules, &before_states)
+            .resolve(room_id.as_str(), &rules, &before_states, None)
             .await?;
         let needed = self.authorizer.auth_types(
             &rules.authorization,
@@ -200,7 +258,11 @@ impl Rooms {
         let before_refs: Vec<&EventId> = before_ids.iter().map(|id| &**id).collect();
         let before_events = self.states.events(&before_refs).await?;
         self.authorizer
-            .authorize(&rules.authorization, pdu, &by_key(before_events.values().collect()))
+            .authorize(
+                &rules.authorization,
+                pdu,
+                &with_create(by_key(before_events.values())),
+            )
             .map_err(|e| Error::Forbidden(format!("not allowed by the state before it: {e}")))?;
 
         // 3. Against the room's current state: failing only soft-fails it.
@@ -238,7 +300,8 @@ impl Rooms {
         if soft_failed {
             event.outlier = true;
         } else {
-            self.extend_forks(cursor, room_id, pdu, after, &mut event).await?;
+            self.extend_forks(cursor, room_id, pdu, after, &mut event)
+                .await?;
         }
         event.room_after.extremities = cursor.head.iter().map(ToString::to_string).collect();
         event.room_after.state_group = cursor.current.id.clone();
@@ -267,7 +330,9 @@ impl Rooms {
             cursor.head_groups.remove(prev);
         }
         cursor.head.push(pdu.event_id.clone());
-        cursor.head_groups.insert(pdu.event_id.clone(), after.id.clone());
+        cursor
+            .head_groups
+            .insert(pdu.event_id.clone(), after.id.clone());
         cursor.depth = cursor.depth.max(pdu.depth);
         let current = if cursor.head.len() == 1 {
             after
@@ -279,25 +344,71 @@ impl Rooms {
             }
             let (current, resolved) = self
                 .states
-                .resolve(room_id.as_str(), &cursor.rules, &forks)
+                .resolve(room_id.as_str(), &cursor.rules, &forks, Some(pdu))
                 .await?;
             event.new_groups.extend(resolved);
             current
         };
         let changes = diff(&cursor.current, &current.state);
         cursor.current = current;
+        self.apply_membership_changes(cursor, &changes, pdu).await?;
+        let own = pdu
+            .state_key
+            .as_ref()
+            .map(|key| (pdu.kind.to_string(), key.clone()));
         let auth_keys: Vec<(String, String)> = changes
             .iter()
             .map(|(key, _)| key.clone())
+            .filter(|key| Some(key) != own.as_ref())
             .filter(|(kind, key)| {
-                super::is_auth_state(kind) && (kind != "m.room.member" || cursor.members.contains(key))
+                super::is_auth_state(kind)
+                    && (kind != "m.room.member" || cursor.members.contains(key))
             })
             .collect();
         self.load_auth_events(cursor, &auth_keys).await?;
+        if let Some((kind, key)) = own
+            && super::is_auth_state(&kind)
+            && cursor.current.state.get(&(kind.clone(), key.clone()))
+                == Some(&pdu.event_id.to_string())
+        {
+            if kind == "m.room.member" {
+                cursor.members.insert(key.clone());
+            }
+            cursor
+                .state
+                .insert((StateEventType::from(kind.as_str()), key), pdu.clone());
+        }
         event.room_after.changes = changes
             .into_iter()
             .map(|((kind, key), id)| (kind, key, id))
             .collect();
+        Ok(())
+    }
+
+    /// Keeps the cursor's joined users in step with state changes.
+    async fn apply_membership_changes(
+        &self,
+        cursor: &mut RoomCursor,
+        changes: &[super::state::StateChange],
+        new: &Pdu,
+    ) -> Result<()> {
+        let mut ids = Vec::new();
+        for ((_, user), id) in changes
+            .iter()
+            .filter(|((kind, _), _)| kind == "m.room.member")
+        {
+            match id {
+                Some(id) if id == new.event_id.as_str() => cursor.apply_membership(new),
+                Some(id) => ids.push(parse_event_id(id)?),
+                None => {
+                    cursor.joined.remove(user);
+                }
+            }
+        }
+        let refs: Vec<&EventId> = ids.iter().map(|id| &**id).collect();
+        for pdu in self.states.events(&refs).await?.values() {
+            cursor.apply_membership(pdu);
+        }
         Ok(())
     }
 }

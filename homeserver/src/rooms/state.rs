@@ -109,7 +109,9 @@ impl States {
         } else {
             let entries = changes
                 .iter()
-                .map(|((kind, key), id)| (kind.clone(), key.clone(), id.clone().unwrap_or_default()))
+                .map(|((kind, key), id)| {
+                    (kind.clone(), key.clone(), id.clone().unwrap_or_default())
+                })
                 .collect();
             (Some(parent.id.clone()), parent.chain_length + 1, entries)
         };
@@ -182,19 +184,24 @@ impl States {
         Ok(all)
     }
 
-    /// The state of a room whose forks end in `snapshots`, and the name of
-    /// the group that holds it: the one group when they agree, else a new
-    /// group named by what was resolved (returned for storing).
+    /// The state of a room whose forks end in `snapshots` (one may hold
+    /// `new_event`, not stored yet), and the name of the group that holds
+    /// it: the one group when they agree, else a new group named by what
+    /// was resolved (returned for storing).
     pub async fn resolve(
         &self,
         room_id: &str,
         rules: &RoomVersionRules,
         snapshots: &[Arc<Snapshot>],
+        new_event: Option<&Pdu>,
     ) -> Result<(Arc<Snapshot>, Option<NewStateGroup>)> {
         let Some(first) = snapshots.first() else {
             return Ok((Arc::default(), None));
         };
-        if snapshots.iter().all(|s| s.id == first.id || s.state == first.state) {
+        if snapshots
+            .iter()
+            .all(|s| s.id == first.id || s.state == first.state)
+        {
             return Ok((first.clone(), None));
         }
         let mut names: Vec<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
@@ -205,8 +212,15 @@ impl States {
             .iter()
             .map(|s| typed_state(&s.state))
             .collect::<Result<_>>()?;
-        let ids: Vec<&EventId> = maps.iter().flat_map(|m| m.values().map(|id| &**id)).collect();
-        let events = self.with_auth_chains(ids).await?;
+        let ids: Vec<&EventId> = maps
+            .iter()
+            .flat_map(|m| m.values().map(|id| &**id))
+            .collect();
+        let mut events = self.with_auth_chains(ids).await?;
+        // An event being placed is in no store yet.
+        if let Some(pdu) = new_event {
+            events.insert(pdu.event_id.clone(), Arc::new(pdu.clone()));
+        }
         let map_refs: Vec<&HashMap<(StateEventType, String), OwnedEventId>> = maps.iter().collect();
         let resolved = resolve(rules, &map_refs, &events)?;
         let resolved: StateIds = resolved

@@ -70,10 +70,15 @@ async fn write_loop(
         let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
         match store.append_events(&events).await {
             Ok(outcomes) => {
+                let mut destinations = std::collections::BTreeSet::new();
                 for (event, outcome) in events.iter().zip(&outcomes) {
                     if matches!(outcome, Appended::Stored(_)) {
                         notifier.publish(change_of(event));
+                        destinations.extend(event.destinations.iter().cloned());
                     }
+                }
+                if !destinations.is_empty() {
+                    notifier.publish(Change::Outbox(destinations.into_iter().collect()));
                 }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A sender that went away no longer needs its answer.

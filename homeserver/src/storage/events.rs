@@ -80,6 +80,8 @@ pub struct NewEvent {
     pub room_after: RoomAfter,
     /// Kept out of the timeline (a negative position, below every sync token).
     pub outlier: bool,
+    /// Other servers to send it to.
+    pub destinations: Vec<String>,
 }
 
 /// A room's graph and state after an event.
@@ -170,15 +172,10 @@ async fn insert_events(
         events.iter().partition(|e| e.outlier);
     let mut positions: HashMap<String, i64> = HashMap::with_capacity(events.len());
     insert_event_rows(conn, &timeline, max_bytes, None, &mut positions).await?;
-    if !outliers.is_empty() {
-        let lowest: Option<i64> = sqlx::query_scalar("SELECT MIN(stream_ordering) FROM events")
-            .fetch_one(&mut *conn)
-            .await?;
-        let below = lowest.unwrap_or(0).min(0);
-        insert_event_rows(conn, &outliers, max_bytes, Some(below), &mut positions).await?;
-    }
+    insert_outlier_rows(conn, &outliers, max_bytes, &mut positions).await?;
 
     apply_room_changes(conn, events).await?;
+    queue_for_servers(conn, events, &positions).await?;
 
     let txns: Vec<(&NewEvent, &(String, String, String))> = events
         .iter()
@@ -260,6 +257,24 @@ async fn insert_events(
         .collect()
 }
 
+/// Inserts events (outliers, or history fetched from other servers) at
+/// positions below every other event's, in the order given.
+async fn insert_outlier_rows(
+    conn: &mut AnyConnection,
+    events: &[&NewEvent],
+    max_bytes: usize,
+    positions: &mut HashMap<String, i64>,
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let lowest: Option<i64> = sqlx::query_scalar("SELECT MIN(stream_ordering) FROM events")
+        .fetch_one(&mut *conn)
+        .await?;
+    let below = lowest.unwrap_or(0).min(0);
+    insert_event_rows(conn, events, max_bytes, Some(below), positions).await
+}
+
 /// Inserts event rows and records their positions: timeline events get the
 /// next ones, outliers (with `below`) the ones under `below`, descending.
 async fn insert_event_rows(
@@ -269,13 +284,18 @@ async fn insert_event_rows(
     below: Option<i64>,
     positions: &mut HashMap<String, i64>,
 ) -> Result<()> {
-    let outlier_columns = if below.is_some() { ", outlier, stream_ordering" } else { "" };
-    let columns = 11 + if below.is_some() { 2 } else { 0 };
+    // Events placed below the timeline's start have no known state here:
+    // their state columns stay NULL.
+    let (state_columns, columns) = if below.is_some() {
+        ("outlier, stream_ordering", 11)
+    } else {
+        ("state_before, state_after", 11)
+    };
     let mut next_outlier = below.unwrap_or(0);
     for chunk in statement_chunks(events, max_bytes) {
         let sql = format!(
             "INSERT INTO events (event_id, room_id, sender, event_type, state_key, membership, depth, \
-             origin_server_ts, json, state_before, state_after{outlier_columns}) VALUES {} \
+             origin_server_ts, json, {state_columns}) VALUES {} \
              RETURNING event_id, stream_ordering",
             placeholders(chunk.len(), columns)
         );
@@ -290,17 +310,46 @@ async fn insert_event_rows(
                 .bind(&event.membership)
                 .bind(event.depth)
                 .bind(event.origin_server_ts)
-                .bind(&event.json)
-                .bind(&event.state_before)
-                .bind(&event.state_after);
-            if below.is_some() {
+                .bind(&event.json);
+            query = if below.is_some() {
                 next_outlier -= 1;
-                query = query.bind(1_i64).bind(next_outlier);
-            }
+                query.bind(i64::from(event.outlier)).bind(next_outlier)
+            } else {
+                query.bind(&event.state_before).bind(&event.state_after)
+            };
         }
         for row in query.fetch_all(&mut *conn).await? {
             positions.insert(row.try_get("event_id")?, row.try_get("stream_ordering")?);
         }
+    }
+    Ok(())
+}
+
+/// Puts each event in the federation outbox of its destinations.
+async fn queue_for_servers(
+    conn: &mut AnyConnection,
+    events: &[&NewEvent],
+    positions: &HashMap<String, i64>,
+) -> Result<()> {
+    let rows: Vec<(&str, i64, &str)> = events
+        .iter()
+        .filter_map(|e| positions.get(&e.event_id).map(|p| (e, *p)))
+        .flat_map(|(e, position)| {
+            e.destinations
+                .iter()
+                .map(move |d| (d.as_str(), position, e.event_id.as_str()))
+        })
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO federation_outbox (destination, stream_ordering, event_id) VALUES {}",
+            placeholders(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (destination, position, event_id) in chunk {
+            query = query.bind(*destination).bind(*position).bind(*event_id);
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -469,9 +518,12 @@ impl Store {
             .first()
             .ok_or_else(|| Error::Internal("a room needs events".into()))?;
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        // A room known only from an invite (no graph yet) becomes the real one.
+        let created = sqlx::query(
             "INSERT INTO rooms (room_id, room_version, creator, head_event_id, head_depth, created_ts) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id) DO UPDATE \
+             SET room_version = excluded.room_version, creator = excluded.creator \
+             WHERE NOT EXISTS (SELECT 1 FROM room_extremities x WHERE x.room_id = excluded.room_id)",
         )
         .bind(&room.room_id)
         .bind(&room.room_version)
@@ -481,10 +533,83 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
+        if created.rows_affected() != 1 {
+            return Err(Error::Conflict(format!("room {} exists", room.room_id)));
+        }
         let events: Vec<&NewEvent> = events.iter().collect();
         let orderings = insert_events(&mut tx, &events, self.max_statement_bytes()).await?;
         tx.commit().await?;
         Ok(orderings)
+    }
+
+    /// Records the membership of a user of this server in a room this
+    /// server is not in (an invite from another server, or leaving one): a
+    /// room without graph, the event in the user's timeline, and the state
+    /// the inviting server showed (kept while the user is invited).
+    pub async fn keep_remote_membership(
+        &self,
+        room: &NewRoom,
+        event: &NewEvent,
+        invite_state: Option<&str>,
+    ) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO rooms (room_id, room_version, creator, head_event_id, head_depth, created_ts) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id) DO NOTHING",
+        )
+        .bind(&room.room_id)
+        .bind(&room.room_version)
+        .bind(&room.creator)
+        .bind(&event.event_id)
+        .bind(event.depth)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        let mut positions = HashMap::new();
+        insert_event_rows(
+            &mut tx,
+            &[event],
+            self.max_statement_bytes(),
+            None,
+            &mut positions,
+        )
+        .await?;
+        apply_room_changes(&mut tx, &[event]).await?;
+        let user = event.state_key.as_deref().unwrap_or_default();
+        match invite_state {
+            Some(invite_state) => sqlx::query(
+                "INSERT INTO remote_invites (room_id, user_id, invite_state) VALUES ($1, $2, $3) \
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET invite_state = excluded.invite_state",
+            )
+            .bind(&room.room_id)
+            .bind(user)
+            .bind(invite_state),
+            None => sqlx::query("DELETE FROM remote_invites WHERE room_id = $1 AND user_id = $2")
+                .bind(&room.room_id)
+                .bind(user),
+        }
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        positions
+            .get(&event.event_id)
+            .copied()
+            .ok_or_else(|| Error::Internal("no stream position for the membership".into()))
+    }
+
+    /// The room state another server showed with its invite of `user_id`.
+    pub async fn remote_invite_state(
+        &self,
+        room_id: &str,
+        user_id: &str,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT invite_state FROM remote_invites WHERE room_id = $1 AND user_id = $2",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Appends events to their rooms in one transaction. An event is stored
@@ -525,6 +650,52 @@ impl Store {
                     .unwrap_or_else(|| positions.next().map_or(Appended::Stale, Appended::Stored))
             })
             .collect())
+    }
+
+    /// Stores events received for their state or auth chain (outliers);
+    /// those already stored are left as they are.
+    pub async fn store_outliers(&self, events: &[NewEvent]) -> Result<()> {
+        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        let known = self.placements(&ids).await?;
+        let mut seen = std::collections::HashSet::new();
+        let new: Vec<&NewEvent> = events
+            .iter()
+            .filter(|e| !known.contains_key(&e.event_id) && seen.insert(e.event_id.as_str()))
+            .collect();
+        let mut tx = self.begin_write().await?;
+        let mut positions = HashMap::new();
+        insert_outlier_rows(&mut tx, &new, self.max_statement_bytes(), &mut positions).await?;
+        tx.commit().await
+    }
+
+    /// Stores a room's older history fetched from another server (`events`
+    /// newest first), below every event here; returns how many were new.
+    pub async fn store_backfilled(&self, events: &[NewEvent]) -> Result<usize> {
+        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        let known = self.placements(&ids).await?;
+        let mut seen = std::collections::HashSet::new();
+        let new: Vec<&NewEvent> = events
+            .iter()
+            .filter(|e| !known.contains_key(&e.event_id) && seen.insert(e.event_id.as_str()))
+            .collect();
+        let mut tx = self.begin_write().await?;
+        let mut positions = HashMap::new();
+        insert_outlier_rows(&mut tx, &new, self.max_statement_bytes(), &mut positions).await?;
+        tx.commit().await?;
+        Ok(new.len())
+    }
+
+    /// The room's oldest event in its timeline here.
+    pub async fn oldest_timeline_event(&self, room_id: &str) -> Result<Option<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND outlier = 0 \
+             ORDER BY stream_ordering LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(room_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(stored_event).transpose()
     }
 
     /// The room, if this server knows it.
@@ -578,6 +749,25 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(Some(group)) = group else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<String> = self.state_group(&group).await?.into_values().collect();
+        self.events_by_id(&ids).await
+    }
+
+    /// The state group before a stored event (`None` for outliers).
+    pub async fn state_before(&self, event_id: &str) -> Result<Option<String>> {
+        let group: Option<Option<String>> =
+            sqlx::query_scalar("SELECT state_before FROM events WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(group.flatten())
+    }
+
+    /// The room's state before a stored event (empty for outliers).
+    pub async fn state_before_event(&self, event_id: &str) -> Result<Vec<StoredEvent>> {
+        let Some(group) = self.state_before(event_id).await? else {
             return Ok(Vec::new());
         };
         let ids: Vec<String> = self.state_group(&group).await?.into_values().collect();
@@ -730,6 +920,17 @@ impl Store {
         }
     }
 
+    /// The users joined to the room.
+    pub async fn joined_users(&self, room_id: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT state_key FROM current_state WHERE room_id = $1 \
+             AND event_type = 'm.room.member' AND membership = 'join'",
+        )
+        .bind(room_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Rooms the user is joined to.
     pub async fn joined_rooms(&self, user_id: &str) -> Result<Vec<String>> {
         let rooms = sqlx::query_scalar(
@@ -810,6 +1011,7 @@ mod tests {
             new_groups: Vec::new(),
             room_after: RoomAfter::default(),
             outlier: false,
+            destinations: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@ mod admin;
 mod devices;
 mod directory;
 mod events;
+mod federation_queue;
 mod filters;
 mod media;
 mod presence;
@@ -35,11 +36,12 @@ pub use directory::{AliasRow, DirectoryRoom, PublishedRoom};
 pub use events::{
     Appended, EventRange, NewEvent, NewRoom, Placed, RoomAfter, RoomRow, StoredEvent,
 };
-pub use state::{ChainEntry, NewStateGroup, StateIds, merge_chain};
-use state::insert_state_groups;
+pub use federation_queue::DestinationRow;
 pub use media::{MediaRow, ThumbnailRow};
 pub use presence::PresenceRow;
 pub use receipts::ReceiptRow;
+use state::insert_state_groups;
+pub use state::{ChainEntry, NewStateGroup, StateIds, merge_chain};
 pub use sync::MembershipRow;
 pub use to_device::ToDeviceMessage;
 pub use users::UserRow;
@@ -150,6 +152,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "room_graph",
         include_str!("../../../migrations/sqlite/0012_room_graph.sql"),
     ),
+    (
+        13,
+        "federation_queue",
+        include_str!("../../../migrations/sqlite/0013_federation_queue.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -211,6 +218,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "room_graph",
         include_str!("../../../migrations/postgres/0012_room_graph.sql"),
+    ),
+    (
+        13,
+        "federation_queue",
+        include_str!("../../../migrations/postgres/0013_federation_queue.sql"),
     ),
 ];
 

@@ -64,11 +64,7 @@ pub(super) async fn insert_state_groups(
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (group_id, (kind, key, event_id)) in chunk {
-            query = query
-                .bind(*group_id)
-                .bind(kind)
-                .bind(key)
-                .bind(event_id);
+            query = query.bind(*group_id).bind(kind).bind(key).bind(event_id);
         }
         query.execute(&mut *conn).await?;
     }
@@ -105,7 +101,6 @@ impl Store {
             })
             .collect()
     }
-
 }
 
 /// A room state: `(type, state_key)` to event id.

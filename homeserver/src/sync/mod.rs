@@ -30,15 +30,6 @@ use crate::{
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
 /// The longest a long-poll waits.
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
-/// State types shown (stripped) to invitees.
-const INVITE_STATE_TYPES: &[&str] = &[
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-];
 
 /// What the client asked for.
 #[derive(Debug, Default, Clone)]
@@ -137,16 +128,6 @@ fn account_data_event(row: &AccountDataRow) -> Value {
     json!({ "type": row.data_type, "content": content })
 }
 
-fn stripped(event: &StoredEvent) -> Result<Value> {
-    let full = client_event(event)?;
-    Ok(json!({
-        "type": full["type"],
-        "state_key": full["state_key"],
-        "content": full["content"],
-        "sender": full["sender"],
-    }))
-}
-
 impl Syncer {
     /// The service over `store` and `typing`, woken by `notifier`.
     /// Long-polls end early once `stopping` is cancelled (at shutdown).
@@ -194,7 +175,7 @@ impl Syncer {
                     }
                     Ok(Change::User(user)) => user == user_id,
                     Ok(Change::Typing { room_id, .. }) => rooms.contains(&room_id),
-                    Ok(Change::SessionsEnded(_)) => false,
+                    Ok(Change::SessionsEnded(_) | Change::Outbox(_)) => false,
                     Ok(Change::Missed) => true,
                     // Missed some changes: look again.
                     Err(RecvError::Lagged(_)) => true,
@@ -408,7 +389,10 @@ impl Syncer {
             .map_or(upto + 1, |e| e.stream_ordering);
 
         let state_events = if full_state {
-            self.store.state_at(room, start - 1).await?
+            match timeline_events.first() {
+                Some(first) => self.store.state_before_event(&first.event_id).await?,
+                None => self.store.state_at(room, start - 1).await?,
+            }
         } else if limited {
             latest_per_key(self.store.state_events_between(room, after, start).await?)
         } else {
@@ -483,15 +467,7 @@ impl Syncer {
 
     /// The stripped state an invitee sees, with the invite itself.
     async fn invite_state(&self, room: &str, user_id: &str) -> Result<Vec<Value>> {
-        let state = self.store.current_state(room, None).await?;
-        state
-            .iter()
-            .filter(|e| {
-                INVITE_STATE_TYPES.contains(&e.event_type.as_str())
-                    || (e.event_type == "m.room.member" && e.state_key.as_deref() == Some(user_id))
-            })
-            .map(stripped)
-            .collect()
+        crate::rooms::invite_state(&self.store, room, Some(user_id)).await
     }
 }
 

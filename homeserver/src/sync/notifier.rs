@@ -34,6 +34,8 @@ pub enum Change {
         user_id: String,
         timeout_ms: Option<u64>,
     },
+    /// Events were queued for these other servers.
+    Outbox(Vec<String>),
     /// Changes from other instances may have been lost (Redis reconnected):
     /// listeners must assume anything changed.
     Missed,

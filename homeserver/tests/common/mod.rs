@@ -142,8 +142,15 @@ impl TestServer {
         Self::start_with(backend, |_| {}).await
     }
 
-    /// A server whose configuration `tweak` adjusts first.
+    /// A server whose configuration `tweak` adjusts first. With
+    /// `TEATIME_TEST_LOG` set (a `RUST_LOG`-style filter), servers log to stderr.
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        if let Ok(filter) = std::env::var("TEATIME_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(data_dir.path().to_path_buf());
         let postgres_database = match backend {
@@ -176,6 +183,8 @@ impl TestServer {
             config.server_name = format!("127.0.0.1:{port}");
             config.federation_listen = SocketAddr::from(([127, 0, 0, 1], port));
             config.federation_verify_tls = false;
+            // A server that was down is tried again within seconds.
+            config.federation_retry_max_secs = 2;
         })
         .await
     }
@@ -228,9 +237,19 @@ impl TestServer {
 
     /// Stops and starts the server again on the same data (a new port).
     pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start_again().await;
+    }
+
+    /// Stops the server, keeping its data (and federation port) for [`Self::start_again`].
+    pub async fn stop(&mut self) {
         if let Some(server) = self.server.take() {
             server.stop().await.expect("server stops cleanly");
         }
+    }
+
+    /// Starts a stopped server again on the same data.
+    pub async fn start_again(&mut self) {
         let server = server::start(self.config.clone())
             .await
             .expect("server restarts");
