@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs, idempotently: cargo-nextest,
-# rustfmt/clippy, PostgreSQL on 127.0.0.1:5432, Redis on 127.0.0.1:6379, and
-# the npm packages of the client interoperability tests. Safe to run on every `make test`.
+# rustfmt/clippy, PostgreSQL on 127.0.0.1:5432, Redis on 127.0.0.1:6379,
+# Synapse (in a virtualenv), and the npm packages of the client
+# interoperability tests. Safe to run on every `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,6 +64,22 @@ if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; th
     echo "installing s3s-fs"
     cargo install s3s-fs@0.14.1 --locked --features binary
 fi
+
+# Synapse, the federation interop tests' peer: a pinned install in a
+# virtualenv outside the clone (scripts/synapse.sh), which needs Python's
+# venv module and openssl (its certificates).
+python_packages=()
+if ! command -v python3 >/dev/null 2>&1; then
+    python_packages+=(python3 python3-venv)
+elif ! python3 -m venv --help >/dev/null 2>&1; then
+    python_packages+=(python3-venv)
+fi
+command -v openssl >/dev/null 2>&1 || python_packages+=(openssl)
+if [ ${#python_packages[@]} -gt 0 ]; then
+    echo "installing ${python_packages[*]}"
+    apt_install "${python_packages[@]}"
+fi
+scripts/synapse.sh install
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "installing Node.js"

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Backend, PASSWORD, TestServer, assert_error, encode};
+use common::{Backend, PASSWORD, TestServer, assert_error, encode, png};
 use federation::{
     keys::SigningKey,
     request_auth::{RequestParts, authorization_header},
@@ -252,17 +252,6 @@ async fn remote_profiles_come_from_the_users_server(backend: Backend) {
     assert_error(&missing, StatusCode::NOT_FOUND, "M_NOT_FOUND");
     a.finish().await;
     b.finish().await;
-}
-
-fn png(width: u32, height: u32) -> Vec<u8> {
-    let image = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([(x % 256) as u8, (y % 256) as u8, 40])
-    });
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    image
-        .write_to(&mut bytes, image::ImageFormat::Png)
-        .expect("encode");
-    bytes.into_inner()
 }
 
 async fn remote_media_is_fetched_once_and_kept(backend: Backend) {
