@@ -4,6 +4,7 @@
 //! - [`server`] assembles the HTTP application and runs it; [`http`] holds the
 //!   plain middleware (CORS, JSON bodies, Matrix errors, metrics).
 //! - [`ws`] is the WebSocket at `/_teatime/ws`, fed by the same sync.
+//! - [`web_client`] serves the built browser client at `/`.
 //! - [`api`] is the documented Client-Server API: thin poem-openapi handlers.
 //! - [`rooms`] builds, signs, authorises and stores room events (with the
 //!   `federation` crate) and serves the read paths with history visibility.
@@ -39,4 +40,5 @@ pub mod state;
 pub mod storage;
 pub mod sync;
 pub mod uia;
+pub mod web_client;
 pub mod ws;

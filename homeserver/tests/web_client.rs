@@ -1,0 +1,184 @@
+//! The browser client served at `/` from `web_dir`: files with their content
+//! types and cache headers, `index.html` for the client's routes, a page when
+//! the client is not built, and the server's own paths left untouched.
+
+mod common;
+
+use common::{Backend, TestServer};
+use reqwest::{Method, StatusCode, header};
+
+const INDEX: &str = "<!doctype html><title>TeaTime test client</title>";
+const SCRIPT: &str = "console.log('teatime');";
+
+struct Fetched {
+    status: StatusCode,
+    headers: header::HeaderMap,
+    text: String,
+}
+
+impl Fetched {
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+async fn fetch(server: &TestServer, method: Method, path: &str) -> Fetched {
+    let response = server
+        .http
+        .request(method, format!("{}{path}", server.base))
+        .send()
+        .await
+        .expect("request sent");
+    Fetched {
+        status: response.status(),
+        headers: response.headers().clone(),
+        text: response.text().await.expect("response body"),
+    }
+}
+
+/// A server whose web dir holds an index, a hashed script and a stylesheet;
+/// beside the web dir lies a file that must never be served.
+async fn server_with_client() -> (TestServer, tempfile::TempDir) {
+    let root = tempfile::tempdir().expect("temp dir");
+    let web_dir = root.path().join("dist");
+    std::fs::create_dir_all(web_dir.join("assets")).expect("assets dir");
+    std::fs::write(web_dir.join("index.html"), INDEX).expect("index");
+    std::fs::write(web_dir.join("assets/index-Ab12Cd.js"), SCRIPT).expect("script");
+    std::fs::write(web_dir.join("assets/index-Ef34Gh.css"), "body{}").expect("css");
+    std::fs::write(web_dir.join("favicon.svg"), "<svg/>").expect("icon");
+    std::fs::write(root.path().join("secret.txt"), "do not serve").expect("secret");
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.web_dir = web_dir;
+    })
+    .await;
+    (server, root)
+}
+
+#[tokio::test]
+async fn serves_files_with_content_types_and_cache_headers() {
+    let (server, _root) = server_with_client().await;
+
+    let index = fetch(&server, Method::GET, "/").await;
+    assert_eq!(index.status, StatusCode::OK);
+    assert_eq!(index.text, INDEX);
+    assert!(index.header(header::CONTENT_TYPE).starts_with("text/html"));
+    assert_eq!(index.header(header::CACHE_CONTROL), "no-cache");
+
+    let script = fetch(&server, Method::GET, "/assets/index-Ab12Cd.js").await;
+    assert_eq!(script.status, StatusCode::OK);
+    assert_eq!(script.text, SCRIPT);
+    assert!(
+        script.header(header::CONTENT_TYPE).contains("javascript"),
+        "{:?}",
+        script.headers
+    );
+    assert_eq!(
+        script.header(header::CACHE_CONTROL),
+        "public, max-age=31536000, immutable"
+    );
+
+    let css = fetch(&server, Method::GET, "/assets/index-Ef34Gh.css").await;
+    assert!(css.header(header::CONTENT_TYPE).starts_with("text/css"));
+    let icon = fetch(&server, Method::GET, "/favicon.svg").await;
+    assert!(
+        icon.header(header::CONTENT_TYPE)
+            .starts_with("image/svg+xml")
+    );
+    assert_eq!(icon.header(header::CACHE_CONTROL), "no-cache");
+
+    let head = fetch(&server, Method::HEAD, "/").await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.text.is_empty());
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn client_routes_get_the_index_and_missing_assets_do_not() {
+    let (server, _root) = server_with_client().await;
+    for path in ["/rooms", "/room/!abc:example.org", "/login?next=%2F"] {
+        let page = fetch(&server, Method::GET, path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert_eq!(page.text, INDEX, "{path}");
+        assert_eq!(page.header(header::CACHE_CONTROL), "no-cache", "{path}");
+    }
+    let missing = fetch(&server, Method::GET, "/assets/index-gone.js").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_ne!(missing.text, INDEX);
+    for path in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/assets/%2e%2e/%2e%2e/secret.txt",
+    ] {
+        let escaped = fetch(&server, Method::GET, path).await;
+        assert!(
+            !escaped.text.contains("do not serve"),
+            "{path} escaped the web dir"
+        );
+    }
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn the_servers_own_paths_are_not_shadowed() {
+    let (server, _root) = server_with_client().await;
+    for (path, content_type) in [
+        ("/_matrix/client/versions", "application/json"),
+        ("/.well-known/matrix/client", "application/json"),
+        ("/openapi.json", "application/json"),
+        ("/healthz", "application/json"),
+        ("/metrics", "application/openmetrics-text"),
+    ] {
+        let response = fetch(&server, Method::GET, path).await;
+        assert_eq!(response.status, StatusCode::OK, "{path}: {}", response.text);
+        assert!(
+            response
+                .header(header::CONTENT_TYPE)
+                .starts_with(content_type),
+            "{path}: {:?}",
+            response.headers
+        );
+    }
+    let docs = fetch(&server, Method::GET, "/docs").await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert_ne!(docs.text, INDEX, "/docs is the API browser");
+
+    for (method, path) in [
+        (Method::GET, "/_matrix/client/v3/no/such/endpoint"),
+        (Method::GET, "/_matrix/unknown"),
+        (Method::GET, "/_teatime/unknown"),
+        (Method::GET, "/.well-known/unknown"),
+        (Method::POST, "/rooms"),
+    ] {
+        let response = fetch(&server, method.clone(), path).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{method} {path}");
+        let body: serde_json::Value = serde_json::from_str(&response.text)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {}", response.text));
+        assert_eq!(body["errcode"], "M_UNRECOGNIZED", "{method} {path}");
+    }
+    // The WebSocket path is the server's even without an upgrade.
+    let socket = fetch(&server, Method::GET, "/_teatime/ws").await;
+    assert_ne!(socket.text, INDEX);
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn an_unbuilt_client_gets_a_page_saying_so() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let web_dir = root.path().join("not-built");
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.web_dir = web_dir;
+    })
+    .await;
+    for path in ["/", "/room/!abc:example.org"] {
+        let page = fetch(&server, Method::GET, path).await;
+        assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert!(page.header(header::CONTENT_TYPE).starts_with("text/html"));
+        assert!(page.text.contains("not built"), "{}", page.text);
+    }
+    let (status, body) = server.get("/_matrix/client/versions", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    server.finish().await;
+}
