@@ -65,6 +65,11 @@ export function ChatScreen({
         <RoomList client={client} state={chat} ready={view.ready} />
       </aside>
       <main className="main">
+        {view.connection === 'reconnecting' && (
+          <p className="banner" role="status">
+            Connection lost, reconnecting… Messages you send meanwhile go out over HTTP.
+          </p>
+        )}
         {openRoom ? (
           <RoomView
             key={openRoom.roomId}

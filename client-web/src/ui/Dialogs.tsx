@@ -168,10 +168,13 @@ function MembersDialog({ client, room, state, onClose }: { client: ChatClient; r
       <ul className="members" aria-label="Members">
         {members.map(([userId, member]) => (
           <li key={userId}>
-            <span>
-              {displayName(room, userId)}
-              {userId === state.userId && ' (you)'}
-              {member.membership === 'invite' && <span className="hint"> invited</span>}
+            <span className="member">
+              <span>
+                {displayName(room, userId)}
+                {userId === state.userId && ' (you)'}
+                {member.membership === 'invite' && <span className="hint">invited</span>}
+              </span>
+              <span className="user-id-small">{userId}</span>
             </span>
             {!direct && userId !== state.userId && (
               <button

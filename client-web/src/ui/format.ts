@@ -5,8 +5,8 @@ export function messagePreview(event: MatrixEvent, me: string): string {
   const who = event.sender === me ? 'You: ' : '';
   const msgtype = text(event.content, 'msgtype');
   const body = text(event.content, 'body') ?? '';
-  if (msgtype === 'm.image') return `${who}📷 ${body}`;
-  if (msgtype === 'm.file') return `${who}📎 ${body}`;
+  if (msgtype === 'm.image') return `${who}Photo: ${body}`;
+  if (msgtype === 'm.file') return `${who}File: ${body}`;
   return `${who}${body}`;
 }
 
