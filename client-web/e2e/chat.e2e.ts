@@ -168,15 +168,61 @@ describe('two people chatting in the browser', () => {
     await timeline(alice).getByText(/removed .*bob/).waitFor();
   });
 
-  it('reconnect after a server restart and resume without losing or repeating messages', async () => {
+  it('a message sent while the server is down fails, and goes out once on retry', async () => {
     await roomButton(alice, /bob/).click();
     await roomButton(bob, /alice/).click();
-    await server.restart();
+    await server.pause();
+    await alice.getByRole('status').filter({ hasText: 'Connection lost' }).waitFor();
+    await send(alice, 'Are you still there?');
+    const failed = alice.getByRole('article').filter({ hasText: 'Are you still there?' });
+    await failed.getByText(/Not sent: Cannot reach the server/).waitFor();
+
+    await server.resume();
+    await live(alice);
+    await live(bob);
+    await failed.getByRole('button', { name: 'Retry' }).click();
+    await failed.getByText('Sent', { exact: true }).waitFor();
+    await timeline(bob).getByText('Are you still there?').waitFor();
+    expect(await timeline(bob).getByText('Are you still there?').count()).toBe(1);
+  });
+
+  it('reconnect after a server restart and resume without losing or repeating messages', async () => {
+    await server.pause();
+    await server.resume();
     await live(alice);
     await live(bob);
     await send(bob, 'Back after the restart');
     await timeline(alice).getByText('Back after the restart').waitFor();
     expect(await timeline(alice).getByText('Back after the restart').count()).toBe(1);
     expect(await timeline(alice).getByText('Hi Alice! Tea at four?').count()).toBe(1);
+  });
+
+  it('stay signed in across a reload and read older history by scrolling up', async () => {
+    const session = JSON.parse((await bob.evaluate(() => localStorage.getItem('teatime.session'))) ?? '{}') as { accessToken: string };
+    const roomId = await bob.evaluate(async (token) => {
+      const headers = { Authorization: `Bearer ${token}` };
+      const rooms = (await (await fetch('/_matrix/client/v3/joined_rooms', { headers })).json()) as { joined_rooms: string[] };
+      return rooms.joined_rooms[0] ?? '';
+    }, session.accessToken);
+    for (let i = 1; i <= 45; i++) {
+      const response = await fetch(`${server.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/history${i}`, {
+        method: 'PUT',
+        headers: { Authorization: `Bearer ${session.accessToken}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ msgtype: 'm.text', body: `History ${i}` }),
+      });
+      expect(response.status).toBe(200);
+    }
+    await alice.reload();
+    await live(alice);
+    await roomButton(alice, /bob/).click();
+    await timeline(alice).getByText('History 45', { exact: true }).waitFor();
+    expect(await timeline(alice).getByText('History 1', { exact: true }).count()).toBe(0);
+    for (let i = 0; i < 20 && (await timeline(alice).getByText('This is the beginning of the conversation.').count()) === 0; i++) {
+      await timeline(alice).evaluate((log) => { log.scrollTop = 0; });
+      await alice.waitForTimeout(250);
+    }
+    await timeline(alice).getByText('History 1', { exact: true }).waitFor();
+    await timeline(alice).getByText('Hello Bob').waitFor();
+    expect(await timeline(alice).getByText('History 20', { exact: true }).count()).toBe(1);
   });
 });

@@ -30,11 +30,12 @@ function freePort(): Promise<number> {
   });
 }
 
-/** A running teatime; `restart` stops it (SIGTERM) and starts it again on the same port and data. */
+/** A running teatime; `pause` stops it (SIGTERM), `resume` starts it again on the same port and data. */
 export interface TestServer {
   baseUrl: string;
   output: () => string;
-  restart: () => Promise<void>;
+  pause: () => Promise<void>;
+  resume: () => Promise<void>;
   stop: () => Promise<void>;
 }
 
@@ -104,10 +105,8 @@ export async function startServer(): Promise<TestServer> {
   return {
     baseUrl,
     output: () => output,
-    restart: async () => {
-      await halt();
-      await launch();
-    },
+    pause: halt,
+    resume: launch,
     stop: async () => {
       await halt();
       rmSync(dataDir, { recursive: true, force: true });

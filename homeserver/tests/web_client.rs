@@ -10,19 +10,14 @@ use reqwest::{Method, StatusCode, header};
 const INDEX: &str = "<!doctype html><title>TeaTime test client</title>";
 const SCRIPT: &str = "console.log('teatime');";
 
-struct Fetched {
-    status: StatusCode,
-    headers: header::HeaderMap,
-    text: String,
-}
+/// Status, headers and body text of a response.
+struct Fetched(StatusCode, header::HeaderMap, String);
 
-impl Fetched {
-    fn header(&self, name: header::HeaderName) -> &str {
-        self.headers
-            .get(&name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
+fn header_of(headers: &header::HeaderMap, name: header::HeaderName) -> &str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 async fn fetch(server: &TestServer, method: Method, path: &str) -> Fetched {
@@ -32,11 +27,13 @@ async fn fetch(server: &TestServer, method: Method, path: &str) -> Fetched {
         .send()
         .await
         .expect("request sent");
-    Fetched {
-        status: response.status(),
-        headers: response.headers().clone(),
-        text: response.text().await.expect("response body"),
-    }
+    let status = response.status();
+    let headers = response.headers().clone();
+    Fetched(
+        status,
+        headers,
+        response.text().await.expect("response body"),
+    )
 }
 
 /// A server whose web dir holds an index, a hashed script and a stylesheet;
@@ -62,36 +59,33 @@ async fn serves_files_with_content_types_and_cache_headers() {
     let (server, _root) = server_with_client().await;
 
     let index = fetch(&server, Method::GET, "/").await;
-    assert_eq!(index.status, StatusCode::OK);
-    assert_eq!(index.text, INDEX);
-    assert!(index.header(header::CONTENT_TYPE).starts_with("text/html"));
-    assert_eq!(index.header(header::CACHE_CONTROL), "no-cache");
+    assert_eq!(index.0, StatusCode::OK);
+    assert_eq!(index.2, INDEX);
+    assert!(header_of(&index.1, header::CONTENT_TYPE).starts_with("text/html"));
+    assert_eq!(header_of(&index.1, header::CACHE_CONTROL), "no-cache");
 
     let script = fetch(&server, Method::GET, "/assets/index-Ab12Cd.js").await;
-    assert_eq!(script.status, StatusCode::OK);
-    assert_eq!(script.text, SCRIPT);
+    assert_eq!(script.0, StatusCode::OK);
+    assert_eq!(script.2, SCRIPT);
     assert!(
-        script.header(header::CONTENT_TYPE).contains("javascript"),
+        header_of(&script.1, header::CONTENT_TYPE).contains("javascript"),
         "{:?}",
-        script.headers
+        script.1
     );
     assert_eq!(
-        script.header(header::CACHE_CONTROL),
+        header_of(&script.1, header::CACHE_CONTROL),
         "public, max-age=31536000, immutable"
     );
 
     let css = fetch(&server, Method::GET, "/assets/index-Ef34Gh.css").await;
-    assert!(css.header(header::CONTENT_TYPE).starts_with("text/css"));
+    assert!(header_of(&css.1, header::CONTENT_TYPE).starts_with("text/css"));
     let icon = fetch(&server, Method::GET, "/favicon.svg").await;
-    assert!(
-        icon.header(header::CONTENT_TYPE)
-            .starts_with("image/svg+xml")
-    );
-    assert_eq!(icon.header(header::CACHE_CONTROL), "no-cache");
+    assert!(header_of(&icon.1, header::CONTENT_TYPE).starts_with("image/svg+xml"));
+    assert_eq!(header_of(&icon.1, header::CACHE_CONTROL), "no-cache");
 
     let head = fetch(&server, Method::HEAD, "/").await;
-    assert_eq!(head.status, StatusCode::OK);
-    assert!(head.text.is_empty());
+    assert_eq!(head.0, StatusCode::OK);
+    assert!(head.2.is_empty());
     server.finish().await;
 }
 
@@ -100,13 +94,17 @@ async fn client_routes_get_the_index_and_missing_assets_do_not() {
     let (server, _root) = server_with_client().await;
     for path in ["/rooms", "/room/!abc:example.org", "/login?next=%2F"] {
         let page = fetch(&server, Method::GET, path).await;
-        assert_eq!(page.status, StatusCode::OK, "{path}");
-        assert_eq!(page.text, INDEX, "{path}");
-        assert_eq!(page.header(header::CACHE_CONTROL), "no-cache", "{path}");
+        assert_eq!(page.0, StatusCode::OK, "{path}");
+        assert_eq!(page.2, INDEX, "{path}");
+        assert_eq!(
+            header_of(&page.1, header::CACHE_CONTROL),
+            "no-cache",
+            "{path}"
+        );
     }
     let missing = fetch(&server, Method::GET, "/assets/index-gone.js").await;
-    assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    assert_ne!(missing.text, INDEX);
+    assert_eq!(missing.0, StatusCode::NOT_FOUND);
+    assert_ne!(missing.2, INDEX);
     for path in [
         "/../secret.txt",
         "/%2e%2e/secret.txt",
@@ -114,7 +112,7 @@ async fn client_routes_get_the_index_and_missing_assets_do_not() {
     ] {
         let escaped = fetch(&server, Method::GET, path).await;
         assert!(
-            !escaped.text.contains("do not serve"),
+            !escaped.2.contains("do not serve"),
             "{path} escaped the web dir"
         );
     }
@@ -132,18 +130,16 @@ async fn the_servers_own_paths_are_not_shadowed() {
         ("/metrics", "application/openmetrics-text"),
     ] {
         let response = fetch(&server, Method::GET, path).await;
-        assert_eq!(response.status, StatusCode::OK, "{path}: {}", response.text);
+        assert_eq!(response.0, StatusCode::OK, "{path}: {}", response.2);
         assert!(
-            response
-                .header(header::CONTENT_TYPE)
-                .starts_with(content_type),
+            header_of(&response.1, header::CONTENT_TYPE).starts_with(content_type),
             "{path}: {:?}",
-            response.headers
+            response.1
         );
     }
     let docs = fetch(&server, Method::GET, "/docs").await;
-    assert_eq!(docs.status, StatusCode::OK);
-    assert_ne!(docs.text, INDEX, "/docs is the API browser");
+    assert_eq!(docs.0, StatusCode::OK);
+    assert_ne!(docs.2, INDEX, "/docs is the API browser");
 
     for (method, path) in [
         (Method::GET, "/_matrix/client/v3/no/such/endpoint"),
@@ -153,14 +149,14 @@ async fn the_servers_own_paths_are_not_shadowed() {
         (Method::POST, "/rooms"),
     ] {
         let response = fetch(&server, method.clone(), path).await;
-        assert_eq!(response.status, StatusCode::NOT_FOUND, "{method} {path}");
-        let body: serde_json::Value = serde_json::from_str(&response.text)
-            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {}", response.text));
+        assert_eq!(response.0, StatusCode::NOT_FOUND, "{method} {path}");
+        let body: serde_json::Value = serde_json::from_str(&response.2)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {}", response.2));
         assert_eq!(body["errcode"], "M_UNRECOGNIZED", "{method} {path}");
     }
     // The WebSocket path is the server's even without an upgrade.
     let socket = fetch(&server, Method::GET, "/_teatime/ws").await;
-    assert_ne!(socket.text, INDEX);
+    assert_ne!(socket.2, INDEX);
     server.finish().await;
 }
 
@@ -174,9 +170,9 @@ async fn an_unbuilt_client_gets_a_page_saying_so() {
     .await;
     for path in ["/", "/room/!abc:example.org"] {
         let page = fetch(&server, Method::GET, path).await;
-        assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
-        assert!(page.header(header::CONTENT_TYPE).starts_with("text/html"));
-        assert!(page.text.contains("not built"), "{}", page.text);
+        assert_eq!(page.0, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert!(header_of(&page.1, header::CONTENT_TYPE).starts_with("text/html"));
+        assert!(page.2.contains("not built"), "{}", page.2);
     }
     let (status, body) = server.get("/_matrix/client/versions", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");

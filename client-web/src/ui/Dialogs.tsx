@@ -39,7 +39,13 @@ function useAction() {
       .catch((e: unknown) => { setError(describeError(e)); })
       .finally(() => { setBusy(false); });
   };
-  return { busy, error, setError, run };
+  /** Runs `action` with the user id typed in `input`, or says what a user id looks like. */
+  const withUserId = (input: string, action: (userId: string) => Promise<void>) => {
+    const userId = parseUserId(input);
+    if (userId) run(() => action(userId));
+    else setError('Enter a full user id, like @alice:example.org');
+  };
+  return { busy, error, setError, run, withUserId };
 }
 
 function ErrorText({ error }: { error: string | null }) {
@@ -59,16 +65,11 @@ function parseUserIds(input: string): { ids: string[]; bad?: string } {
 
 function DirectDialog({ client, onClose }: { client: ChatClient; onClose: () => void }) {
   const [userId, setUserId] = useState('');
-  const { busy, error, setError, run } = useAction();
+  const { busy, error, withUserId } = useAction();
   const id = useId();
   const submit = (e: SyntheticEvent) => {
     e.preventDefault();
-    const target = parseUserId(userId);
-    if (!target) {
-      setError('Enter a full user id, like @alice:example.org');
-      return;
-    }
-    run(async () => {
+    withUserId(userId, async (target) => {
       const roomId = await client.startDirect(target);
       client.open(roomId);
       onClose();
@@ -145,7 +146,7 @@ function RenameDialog({ client, room, state, onClose }: { client: ChatClient; ro
 
 function MembersDialog({ client, room, state, onClose }: { client: ChatClient; room: Room; state: ClientState; onClose: () => void }) {
   const [invitee, setInvitee] = useState('');
-  const { busy, error, setError, run } = useAction();
+  const { busy, error, run, withUserId } = useAction();
   const id = useId();
   const direct = isDirect(room, state);
   const members = Object.entries(room.members)
@@ -153,12 +154,7 @@ function MembersDialog({ client, room, state, onClose }: { client: ChatClient; r
     .sort(([a], [b]) => a.localeCompare(b));
   const invite = (e: SyntheticEvent) => {
     e.preventDefault();
-    const target = parseUserId(invitee);
-    if (!target) {
-      setError('Enter a full user id, like @alice:example.org');
-      return;
-    }
-    run(async () => {
+    withUserId(invitee, async (target) => {
       await client.invite(room.roomId, target);
       setInvitee('');
     });
