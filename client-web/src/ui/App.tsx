@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useState } from 'react';
 
-import { describeError } from '../api/client';
+import { describeError, MatrixError } from '../api/client';
 import { ChatClient } from '../state/chat';
 import { loadSession, saveSession, type Session } from '../state/session';
 import { ChatScreen } from './ChatScreen';
@@ -12,22 +12,20 @@ export function App() {
   const [startError, setStartError] = useState<{ client: ChatClient; message: string } | null>(null);
   const [signedOutReason, setSignedOutReason] = useState<string | null>(null);
 
-  const client = useMemo(
-    () =>
-      session
-        ? new ChatClient(session, (reason) => {
-            saveSession(null);
-            setSignedOutReason(reason);
-            setSession(null);
-          })
-        : null,
-    [session],
-  );
+  const signedOut = (reason: string) => {
+    saveSession(null);
+    setSignedOutReason(reason);
+    setSession(null);
+  };
+
+  const client = useMemo(() => (session ? new ChatClient(session, signedOut) : null), [session]);
 
   useEffect(() => {
     if (!client) return;
     client.start().catch((error: unknown) => {
-      setStartError({ client, message: describeError(error) });
+      // A token the server no longer knows (logged out elsewhere, server reset) ends the session.
+      if (error instanceof MatrixError && error.errcode === 'M_UNKNOWN_TOKEN') signedOut(describeError(error));
+      else setStartError({ client, message: describeError(error) });
     });
     return () => {
       client.stop();
