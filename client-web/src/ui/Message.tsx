@@ -86,7 +86,7 @@ function stateNotice(item: TimelineItem, room: Room): string | null {
   const { event } = item;
   const who = displayName(room, event.sender);
   if (event.type === 'm.room.member' && event.state_key !== undefined) {
-    const target = text(event.content, 'displayname') ?? event.state_key;
+    const target = text(event.content, 'displayname') ?? displayName(room, event.state_key);
     switch (text(event.content, 'membership')) {
       case 'join':
         return `${target} joined`;

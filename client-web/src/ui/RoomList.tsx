@@ -4,7 +4,7 @@ import { describeError } from '../api/client';
 import type { ChatClient } from '../state/chat';
 import { roomSummaries, type ClientState, type RoomSummary } from '../state/rooms';
 import { Avatar } from './Avatar';
-import { messagePreview } from './format';
+import { formatTime, messagePreview } from './format';
 
 /** Moves focus between the list's buttons with the arrow keys. */
 function arrowKeys(e: KeyboardEvent<HTMLUListElement>) {
@@ -74,11 +74,14 @@ export function RoomList({ client, state, ready }: { client: ChatClient; state: 
                   {summary.lastMessage ? messagePreview(summary.lastMessage, state.userId) : summary.direct ? 'Direct chat' : 'Group'}
                 </span>
               </span>
-              {summary.room.unread > 0 && (
+              <span className="room-side">
+                {summary.lastActivity > 0 && <time className="when">{formatTime(summary.lastActivity)}</time>}
+                {summary.room.unread > 0 && (
                 <span className="badge" aria-label={`${summary.room.unread} unread`}>
                   {summary.room.unread > 99 ? '99+' : summary.room.unread}
-                </span>
-              )}
+                  </span>
+                )}
+              </span>
             </button>
           </li>
         ),
