@@ -3,7 +3,7 @@
 // and Debian's Chromium driven by playwright-core.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -39,7 +39,8 @@ export interface TestServer {
   stop: () => Promise<void>;
 }
 
-export async function startServer(): Promise<TestServer> {
+/** Starts teatime; `env` adds settings (TEATIME_* variables). */
+export async function startServer(env: Record<string, string> = {}): Promise<TestServer> {
   if (!existsSync(TEATIME_BIN)) {
     throw new Error(`teatime not found at ${TEATIME_BIN}: run \`cargo build -p homeserver --bin teatime\` or set TEATIME_BIN`);
   }
@@ -67,6 +68,7 @@ export async function startServer(): Promise<TestServer> {
         TEATIME_SERVER_NAME: 'localhost',
         TEATIME_WEB_DIR: WEB_DIR,
         TEATIME_REGISTRATION_BURST: '1000',
+        ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -114,8 +116,53 @@ export async function startServer(): Promise<TestServer> {
   };
 }
 
-/** Headless Debian Chromium with the flags this machine needs (RECIPES.md). */
-export function launchBrowser(): Promise<Browser> {
+/** A running s3s-fs (an S3-compatible server that checks signatures like R2) with one bucket. */
+export interface TestS3 {
+  endpoint: string;
+  bucket: string;
+  accessKey: string;
+  secretKey: string;
+  /** The bucket's directory: s3s-fs keeps each object as a file. */
+  bucketDir: string;
+  stop: () => void;
+}
+
+export async function startS3(): Promise<TestS3> {
+  const binary = [...(process.env.PATH ?? '').split(':').map((dir) => join(dir, 's3s-fs')), join(homedir(), '.cargo', 'bin', 's3s-fs')].find(
+    (candidate) => existsSync(candidate),
+  );
+  if (!binary) throw new Error('s3s-fs is not on PATH nor in ~/.cargo/bin: run scripts/install-test-deps.sh');
+  const dataDir = mkdtempSync(join(tmpdir(), 'teatime-web-s3-'));
+  const bucket = 'teatime';
+  mkdirSync(join(dataDir, bucket));
+  const port = await freePort();
+  const [accessKey, secretKey] = ['web-e2e-access', 'web-e2e-secret'];
+  const child = spawn(binary, ['--host', '127.0.0.1', '--port', String(port), '--access-key', accessKey, '--secret-key', secretKey, dataDir], {
+    stdio: 'ignore',
+  });
+  const endpoint = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`s3s-fs exited with ${child.exitCode}`);
+    const up = await fetch(endpoint).then(() => true, () => false);
+    if (up) break;
+    if (i > 100) throw new Error('s3s-fs did not start listening within 10 s');
+    await sleep(100);
+  }
+  return {
+    endpoint,
+    bucket,
+    accessKey,
+    secretKey,
+    bucketDir: join(dataDir, bucket),
+    stop: () => {
+      child.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Headless Debian Chromium with the flags this machine needs (RECIPES.md), and `extraArgs`. */
+export function launchBrowser(extraArgs: string[] = []): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`Chromium not found at ${CHROMIUM}: run scripts/install-test-deps.sh (Debian package chromium)`);
   }
@@ -130,6 +177,7 @@ export function launchBrowser(): Promise<Browser> {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      ...extraArgs,
     ],
   });
 }

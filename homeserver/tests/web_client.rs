@@ -63,6 +63,13 @@ async fn serves_files_with_content_types_and_cache_headers() {
     assert_eq!(index.2, INDEX);
     assert!(header_of(&index.1, header::CONTENT_TYPE).starts_with("text/html"));
     assert_eq!(header_of(&index.1, header::CACHE_CONTROL), "no-cache");
+    let policy = header_of(&index.1, header::CONTENT_SECURITY_POLICY);
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert_eq!(
+        header_of(&index.1, header::X_CONTENT_TYPE_OPTIONS),
+        "nosniff"
+    );
 
     let script = fetch(&server, Method::GET, "/assets/index-Ab12Cd.js").await;
     assert_eq!(script.0, StatusCode::OK);
