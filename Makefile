@@ -14,8 +14,9 @@ run: web
 	cargo run --release -p homeserver --bin teatime -- serve
 
 # The browser client, rebuilt only when its sources, its dependencies or the
-# OpenAPI document it is typed from changed; served by teatime from client-web/dist.
-WEB_SOURCES := $(shell find client-web/src client-web/public -type f 2>/dev/null) \
+# OpenAPI document it is typed from changed (not the API types generated from
+# that document, which every check rewrites); served by teatime from client-web/dist.
+WEB_SOURCES := $(shell find client-web/src client-web/public -type f ! -name schema.d.ts 2>/dev/null) \
 	client-web/index.html client-web/package.json client-web/tsconfig.json \
 	client-web/vite.config.ts openapi/teatime.json
 
