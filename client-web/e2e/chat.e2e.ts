@@ -142,6 +142,7 @@ describe('two people chatting in the browser', () => {
     await send(alice, 'Psst, over here');
     await bob.getByRole('button', { name: 'Back to conversations' }).click();
     await roomButton(bob, /alice/).getByLabel('1 unread').waitFor();
+    await bob.screenshot({ path: join(SCREENSHOTS, 'rooms-phone.png') });
     await roomButton(bob, /alice/).click();
     await timeline(bob).getByText('Psst, over here').waitFor();
     await bob.getByRole('button', { name: 'Back to conversations' }).click();
