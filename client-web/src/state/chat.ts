@@ -167,7 +167,6 @@ export class ChatClient {
       void this.loadRoomState(roomId);
       void this.loadHistory(roomId);
     }
-    if (this.view.chat.openRoomId === roomId && document.visibilityState === 'visible') this.markRead(roomId);
   }
 
   private async loadRoomState(roomId: string): Promise<void> {

@@ -88,13 +88,14 @@ export function RoomView({
   const typing = room.typing.map((id) => displayName(room, id));
   const memberCount = otherMembers(room, state.userId).length + 1;
   const roomId = room.roomId;
-  const hasMore = room.timeline.prevBatch !== null;
+  const prevBatch = room.timeline.prevBatch;
+  const hasMore = prevBatch !== null;
 
   // Reads older history when the top of the timeline comes into view.
   useEffect(() => {
     const sentinel = topSentinel.current;
     const container = scroller.current;
-    if (!sentinel || !container || !hasMore) return;
+    if (!sentinel || !container || prevBatch === null) return;
     const observer = new IntersectionObserver(
       (entries) => {
         if (!entries.some((entry) => entry.isIntersecting)) return;
@@ -105,7 +106,7 @@ export function RoomView({
     );
     observer.observe(sentinel);
     return () => { observer.disconnect(); };
-  }, [client, roomId, hasMore, items.length]);
+  }, [client, roomId, prevBatch, items.length]);
 
   // Keeps the view at the bottom for new messages, and in place when history is added above.
   useLayoutEffect(() => {
@@ -119,10 +120,15 @@ export function RoomView({
     heightBefore.current = null;
   }, [items.length, typing.length]);
 
-  // Messages arriving while the room is open count as read.
+  // Messages arriving while the room is open and the page is in view count as read.
   const newest = room.timeline.items.at(-1)?.event.event_id;
   useEffect(() => {
-    if (newest) client.markRead(roomId);
+    const read = () => {
+      if (newest && document.visibilityState === 'visible') client.markRead(roomId);
+    };
+    read();
+    document.addEventListener('visibilitychange', read);
+    return () => { document.removeEventListener('visibilitychange', read); };
   }, [client, roomId, newest]);
 
   const lastReadBy = new Map<string, string[]>();
