@@ -58,6 +58,19 @@ async function send(page: Page, text: string): Promise<void> {
   await page.getByRole('textbox', { name: 'Message' }).press('Enter');
 }
 
+/** The page's access token, from its stored session. */
+async function tokenOf(page: Page): Promise<string> {
+  const stored = await page.evaluate(() => localStorage.getItem('teatime.session'));
+  return (JSON.parse(stored ?? '{}') as { accessToken: string }).accessToken;
+}
+
+async function accountData(page: Page, userId: string, type: string): Promise<Record<string, string[] | undefined>> {
+  const response = await fetch(`${server.baseUrl}/_matrix/client/v3/user/${encodeURIComponent(userId)}/account_data/${type}`, {
+    headers: { Authorization: `Bearer ${await tokenOf(page)}` },
+  });
+  return response.ok ? ((await response.json()) as Record<string, string[]>) : {};
+}
+
 async function accept(page: Page, name: string | RegExp): Promise<void> {
   const invite = page.locator('li.invite').filter({ hasText: name });
   await invite.getByRole('button', { name: 'Accept' }).click();
@@ -80,6 +93,10 @@ afterAll(async () => {
 
 describe('two people chatting in the browser', () => {
   it('register from the login screen, server prefilled with the page origin', async () => {
+    await alice.getByLabel('Username').fill('alice');
+    await alice.getByLabel('Password').fill('not yet');
+    await alice.getByRole('button', { name: 'Sign in' }).click();
+    await alice.getByRole('alert').getByText('Wrong username or password').waitFor();
     await register(alice, 'alice', 'login.png');
     await register(bob, 'bob');
   });
@@ -93,6 +110,12 @@ describe('two people chatting in the browser', () => {
     await accept(bob, /alice/);
     await bob.getByRole('heading', { name: /alice/ }).waitFor();
     await bob.locator('.room-header').getByText('Direct chat').waitFor();
+
+    // Both sides list the room under m.direct, as every Matrix client reads it.
+    const aliceDirect = await accountData(alice, '@alice:localhost', 'm.direct');
+    const roomId = aliceDirect['@bob:localhost']?.[0];
+    expect(roomId).toMatch(/^!/);
+    await expect.poll(() => accountData(bob, '@bob:localhost', 'm.direct')).toEqual({ '@alice:localhost': [roomId] });
   });
 
   it('chat live, with the typing indicator, sending state and read receipts', async () => {
@@ -162,11 +185,25 @@ describe('two people chatting in the browser', () => {
     await alice.screenshot({ path: join(SCREENSHOTS, 'group-members.png') });
     await members.getByRole('button', { name: 'Remove @bob:localhost' }).click();
     await expect.poll(() => members.getByText('@bob:localhost').count()).toBe(0);
+
+    const carol = await fetch(`${server.baseUrl}/_matrix/client/v3/register`, {
+      method: 'POST',
+      body: JSON.stringify({ username: 'carol', password: 'correct horse battery staple', auth: { type: 'm.login.dummy' } }),
+    });
+    expect(carol.status).toBe(200);
+    await members.getByLabel('Add someone').fill('@carol:localhost');
+    await members.getByRole('button', { name: 'Invite' }).click();
+    await members.getByRole('listitem').filter({ hasText: '@carol:localhost' }).getByText('invited').waitFor();
     await members.getByRole('button', { name: 'Close' }).click();
 
     await bob.getByText('You were removed from Tea & biscuits').waitFor();
     await expect.poll(() => roomButton(bob, 'Tea & biscuits').count()).toBe(0);
     await timeline(alice).getByText(/removed .*bob/).waitFor();
+
+    await alice.getByRole('button', { name: 'Leave' }).click();
+    await alice.getByRole('dialog').getByRole('button', { name: 'Leave' }).click();
+    await expect.poll(() => roomButton(alice, 'Tea & biscuits').count()).toBe(0);
+    await alice.getByText('Welcome to TeaTime').waitFor();
   });
 
   it('a message sent while the server is down fails, and goes out once on retry', async () => {
@@ -199,16 +236,12 @@ describe('two people chatting in the browser', () => {
   });
 
   it('stay signed in across a reload and read older history by scrolling up', async () => {
-    const session = JSON.parse((await bob.evaluate(() => localStorage.getItem('teatime.session'))) ?? '{}') as { accessToken: string };
-    const roomId = await bob.evaluate(async (token) => {
-      const headers = { Authorization: `Bearer ${token}` };
-      const rooms = (await (await fetch('/_matrix/client/v3/joined_rooms', { headers })).json()) as { joined_rooms: string[] };
-      return rooms.joined_rooms[0] ?? '';
-    }, session.accessToken);
+    const token = await tokenOf(bob);
+    const roomId = (await accountData(bob, '@bob:localhost', 'm.direct'))['@alice:localhost']?.[0] ?? '';
     for (let i = 1; i <= 45; i++) {
       const response = await fetch(`${server.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/history${i}`, {
         method: 'PUT',
-        headers: { Authorization: `Bearer ${session.accessToken}`, 'Content-Type': 'application/json' },
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
         body: JSON.stringify({ msgtype: 'm.text', body: `History ${i}` }),
       });
       expect(response.status).toBe(200);

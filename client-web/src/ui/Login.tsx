@@ -1,6 +1,6 @@
 import { useId, useState, type SyntheticEvent } from 'react';
 
-import { call, createApi, describeError, normaliseBaseUrl } from '../api/client';
+import { call, createApi, describeError, MatrixError, normaliseBaseUrl } from '../api/client';
 import type { Session } from '../state/session';
 
 type Mode = 'login' | 'register';
@@ -48,7 +48,8 @@ export function Login({ onSignedIn, notice }: { onSignedIn: (session: Session) =
     signIn(mode, normaliseBaseUrl(server), username.trim(), password)
       .then(onSignedIn)
       .catch((err: unknown) => {
-        setError(describeError(err));
+        const badPassword = mode === 'login' && err instanceof MatrixError && err.errcode === 'M_FORBIDDEN';
+        setError(badPassword ? 'Wrong username or password' : describeError(err));
         setBusy(false);
       });
   };
@@ -64,10 +65,10 @@ export function Login({ onSignedIn, notice }: { onSignedIn: (session: Session) =
         <h1 id={`${ids}-title`}>{title}</h1>
         {notice && <p className="notice" role="status">{notice}</p>}
         <div className="tabs" role="group" aria-label="Account">
-          <button type="button" aria-pressed={mode === 'login'} onClick={() => { setMode('login'); }}>
+          <button type="button" aria-pressed={mode === 'login'} onClick={() => { setMode('login'); setError(null); }}>
             I have an account
           </button>
-          <button type="button" aria-pressed={mode === 'register'} onClick={() => { setMode('register'); }}>
+          <button type="button" aria-pressed={mode === 'register'} onClick={() => { setMode('register'); setError(null); }}>
             I am new here
           </button>
         </div>
