@@ -1,9 +1,9 @@
 //! Serves the browser client (`client-web/dist`) at `/`, so one process is
 //! the whole product.
 //!
-//! Every path outside the server's own prefixes (`/_matrix`, `/_teatime`,
-//! `/.well-known`, `/openapi.json`, `/docs`, `/healthz`, `/metrics`) belongs
-//! to the client: files of the built directory, and `index.html` for the
+//! Every path outside the server's own (`/_matrix`, `/_teatime` and every
+//! other `/_...` namespace, `/.well-known`, `/openapi.json`, `/docs`,
+//! `/healthz`, `/metrics`) belongs to the client: files of the built directory, and `index.html` for the
 //! client's own routes (single-page application). API paths never reach this
 //! module, so unknown API paths still answer `M_UNRECOGNIZED`.
 
@@ -15,10 +15,10 @@ use poem::{
     http::{HeaderValue, Method, StatusCode, header},
 };
 
-/// Path prefixes the server answers itself.
+/// Path prefixes the server answers itself, besides every `/_...` namespace
+/// (`/_matrix`, `/_teatime`, and those of other servers such as `/_synapse`,
+/// which clients probe and should find unrecognised rather than a web page).
 const SERVER_PREFIXES: &[&str] = &[
-    "/_matrix",
-    "/_teatime",
     "/.well-known",
     "/openapi.json",
     "/docs",
@@ -52,10 +52,11 @@ const PAGE_HEADERS: [(header::HeaderName, &str); 3] = [
 
 /// Whether `path` belongs to the web client rather than to the server.
 pub fn serves(path: &str) -> bool {
-    !SERVER_PREFIXES.iter().any(|prefix| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
+    !path.starts_with("/_")
+        && !SERVER_PREFIXES.iter().any(|prefix| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
 }
 
 /// Middleware in front of the API: `GET`/`HEAD` requests for the client's
@@ -156,6 +157,8 @@ mod tests {
         for path in [
             "/_matrix/client/versions",
             "/_matrix",
+            "/_matrixish",
+            "/_synapse/admin/v1/users",
             "/_teatime/ws",
             "/.well-known/matrix/client",
             "/openapi.json",
@@ -172,7 +175,7 @@ mod tests {
             "/assets/index-abc.js",
             "/rooms/!a:b",
             "/docsearch",
-            "/_matrixish",
+            "/metrics2",
         ] {
             assert!(serves(path), "{path}");
         }

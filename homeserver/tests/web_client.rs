@@ -152,6 +152,7 @@ async fn the_servers_own_paths_are_not_shadowed() {
         (Method::GET, "/_matrix/client/v3/no/such/endpoint"),
         (Method::GET, "/_matrix/unknown"),
         (Method::GET, "/_teatime/unknown"),
+        (Method::GET, "/_synapse/admin/v1/server_version"),
         (Method::GET, "/.well-known/unknown"),
         (Method::POST, "/rooms"),
     ] {
