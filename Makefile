@@ -8,12 +8,32 @@ export CARGO_TARGET_DIR
 
 TEATIME_DEBUG_BIN := $(CARGO_TARGET_DIR)/debug/teatime
 
-.PHONY: run test test-deps lint check-infra test-rust test-interop openapi bench bench-rooms bench-delivery bench-media
+.PHONY: run web test test-deps lint check-infra test-rust test-interop test-web openapi bench bench-rooms bench-delivery bench-media
 
-run:
+run: web
 	cargo run --release -p homeserver --bin teatime -- serve
 
-test: test-deps lint check-infra test-rust test-interop
+# The browser client, rebuilt only when its sources, its dependencies or the
+# OpenAPI document it is typed from changed (not the API types generated from
+# that document, which every check rewrites); served by teatime from client-web/dist.
+WEB_SOURCES := $(shell find client-web/src client-web/public -type f ! -name schema.d.ts 2>/dev/null) \
+	client-web/index.html client-web/package.json client-web/tsconfig.json \
+	client-web/vite.config.ts openapi/teatime.json
+
+web:
+	@if command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory client-web/dist/index.html; \
+	else \
+		echo "npm not found: the web client is not built (install Node.js 20 and npm); the server runs without it"; \
+	fi
+
+client-web/node_modules/.package-lock.json: client-web/package-lock.json
+	npm ci --prefix client-web --no-audit --no-fund --loglevel=error
+
+client-web/dist/index.html: client-web/node_modules/.package-lock.json $(WEB_SOURCES)
+	npm run --prefix client-web build
+
+test: test-deps lint check-infra test-rust test-interop test-web
 
 test-deps:
 	scripts/install-test-deps.sh
@@ -33,6 +53,13 @@ test-rust:
 test-interop:
 	cargo build -p homeserver --bin teatime
 	cd interop/matrix-js-sdk && TEATIME_BIN=$(TEATIME_DEBUG_BIN) npm test
+
+# The web client: eslint, TypeScript, Vitest unit tests, then the Playwright
+# end-to-end tests in Debian's Chromium against the teatime debug binary.
+test-web: client-web/dist/index.html
+	cd client-web && npm run lint && npm run typecheck && npm test
+	cargo build -p homeserver --bin teatime
+	cd client-web && TEATIME_BIN=$(TEATIME_DEBUG_BIN) npm run test:e2e
 
 # Regenerates the committed OpenAPI document (a test fails while it is stale).
 openapi:

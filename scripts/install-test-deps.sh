@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs, idempotently: cargo-nextest,
 # rustfmt/clippy, PostgreSQL on 127.0.0.1:5432, Redis on 127.0.0.1:6379,
-# Synapse (in a virtualenv), and the npm packages of the client
-# interoperability tests. Safe to run on every `make test`.
+# Synapse (in a virtualenv), the npm packages of the client interoperability
+# tests and of the web client, and Debian's Chromium for the web client's
+# end-to-end tests. Safe to run on every `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -87,6 +88,18 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 if [ -f interop/matrix-js-sdk/package-lock.json ]; then
     npm ci --prefix interop/matrix-js-sdk --no-audit --no-fund --loglevel=error
+fi
+# The web client's packages (Vite, Vitest, eslint, playwright-core), again only
+# when the lock file is newer than the last install.
+if [ ! client-web/node_modules/.package-lock.json -nt client-web/package-lock.json ]; then
+    echo "installing the web client's npm packages"
+    npm ci --prefix client-web --no-audit --no-fund --loglevel=error
+fi
+# The end-to-end tests drive Debian's Chromium through playwright-core; no
+# browser is ever downloaded (`playwright install` cannot work here).
+if [ ! -x /usr/bin/chromium ]; then
+    echo "installing Chromium"
+    apt_install --no-install-recommends chromium fonts-liberation fonts-dejavu-core
 fi
 
 # Deployment checks (scripts/check-infra.sh): caddy, coturn's turnserver,

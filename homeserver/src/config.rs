@@ -111,7 +111,13 @@ pub struct Config {
     /// Serve the unauthenticated `/_matrix/media/v3/download|thumbnail`
     /// endpoints (deprecated by the spec since v1.11).
     pub legacy_media_download: bool,
+    /// The built browser client served at `/` (Vite's output directory).
+    pub web_dir: PathBuf,
 }
+
+/// The checkout's built client, found from where this crate was compiled, so
+/// `make run` serves it with no configuration.
+const DEFAULT_WEB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../client-web/dist");
 
 impl Default for Config {
     fn default() -> Self {
@@ -148,6 +154,7 @@ impl Default for Config {
             max_upload_size: 50 * 1024 * 1024,
             media_quota_bytes: 10 * 1024 * 1024 * 1024,
             legacy_media_download: false,
+            web_dir: PathBuf::from(DEFAULT_WEB_DIR),
         }
     }
 }
@@ -291,6 +298,7 @@ const TEXT_KEYS: &[&str] = &[
     "s3_secret_access_key",
     "federation_allow",
     "federation_deny",
+    "web_dir",
 ];
 
 fn text_overrides() -> BTreeMap<&'static str, String> {
@@ -352,6 +360,7 @@ mod tests {
             assert_eq!(config.server_name, "localhost");
             assert_eq!(config.listen.to_string(), "127.0.0.1:8008");
             assert_eq!(config.registration, RegistrationMode::Open);
+            assert!(config.web_dir.ends_with("client-web/dist"));
             assert!(
                 config
                     .database_url()

@@ -154,6 +154,7 @@ pub fn record_metrics<E: Endpoint + 'static>(
                     p.trim_start_matches('/').to_owned()
                 }
                 p if p.starts_with("/docs") => "docs".to_owned(),
+                p if crate::web_client::serves(p) => "web_client".to_owned(),
                 _ => "unmatched".to_owned(),
             };
             let response = next.call(req).await?.into_response();

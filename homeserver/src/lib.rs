@@ -7,6 +7,7 @@
 //!   invites and history across servers, and the federation policy;
 //!   [`remote`] signs, sends and checks the requests between servers.
 //! - [`ws`] is the WebSocket at `/_teatime/ws`, fed by the same sync.
+//! - [`web_client`] serves the built browser client at `/`.
 //! - [`api`] is the documented Client-Server API: thin poem-openapi handlers.
 //! - [`rooms`] builds, signs, authorises and stores room events (with the
 //!   `federation` crate) and serves the read paths with history visibility.
@@ -43,4 +44,5 @@ pub mod state;
 pub mod storage;
 pub mod sync;
 pub mod uia;
+pub mod web_client;
 pub mod ws;

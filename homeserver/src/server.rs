@@ -18,6 +18,7 @@ use crate::{
     error::{Error, Result},
     http,
     state::AppState,
+    web_client,
 };
 
 /// How long in-flight requests may take to finish after shutdown begins.
@@ -33,6 +34,7 @@ pub fn endpoint(state: Arc<AppState>) -> impl poem::Endpoint<Output = Response> 
     let docs = api.swagger_ui();
     let max_body = state.config.max_json_body_bytes;
     let metrics = state.metrics.clone();
+    let web_dir = state.config.web_dir.clone();
     Route::new()
         .at("/healthz", get(healthz))
         .at("/metrics", get(metrics_text))
@@ -40,6 +42,7 @@ pub fn endpoint(state: Arc<AppState>) -> impl poem::Endpoint<Output = Response> 
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", api)
+        .around(web_client::site(web_dir))
         .around(http::json_bodies(max_body))
         .around(http::server_signatures)
         .around(http::query_access_token)

@@ -287,7 +287,7 @@ async fn cors_headers_on_every_response(backend: Backend) {
         ),
         (
             "path outside the API",
-            raw(&server, Method::GET, "/definitely/not/here", None, None).await,
+            raw(&server, Method::POST, "/definitely/not/here", None, None).await,
             StatusCode::NOT_FOUND,
         ),
         (
@@ -404,7 +404,8 @@ async fn unknown_paths_and_wrong_methods_are_unrecognized(backend: Backend) {
         (Method::GET, "/_matrix/client/v3/no/such/endpoint"),
         (Method::POST, "/_matrix/client/v3/no/such/endpoint"),
         (Method::GET, "/_matrix/client/v9/login"),
-        (Method::GET, "/nothing-here"),
+        (Method::GET, "/_teatime/nothing-here"),
+        (Method::POST, "/nothing-here"),
     ] {
         raw(&server, method.clone(), path, None, None)
             .await
