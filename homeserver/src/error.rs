@@ -85,6 +85,23 @@ pub enum Error {
     /// The media store failed or refused.
     #[error("{0}")]
     Media(#[from] media::Error),
+    /// The SFU refused or failed a call operation.
+    #[error("{0}")]
+    Call(#[from] sfu::Error),
+}
+
+/// How the SFU's errors reach clients.
+fn call_status_and_code(error: &sfu::Error) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    use sfu::Error as C;
+    match error {
+        C::BadSdp(_) => (S::BAD_REQUEST, "M_INVALID_PARAM"),
+        C::NotInCall => (S::NOT_FOUND, "M_NOT_FOUND"),
+        C::NoOfferOutstanding => (S::BAD_REQUEST, "M_UNKNOWN"),
+        C::CallFull(_) => (S::FORBIDDEN, "M_FORBIDDEN"),
+        C::NoPort(_) => (S::SERVICE_UNAVAILABLE, "M_UNKNOWN"),
+        C::Config(_) | C::WebRtc(_) => (S::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
+    }
 }
 
 /// How the media store's errors reach clients.
@@ -145,6 +162,7 @@ impl Error {
             Error::NotYetUploaded => (S::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED"),
             Error::CannotOverwriteMedia => (S::CONFLICT, "M_CANNOT_OVERWRITE_MEDIA"),
             Error::Media(e) => media_status_and_code(e),
+            Error::Call(e) => call_status_and_code(e),
         }
     }
 

@@ -3,7 +3,8 @@
 //! A tour of the modules, from the edge inwards:
 //! - [`server`] assembles the HTTP application and runs it; [`http`] holds the
 //!   plain middleware (CORS, JSON bodies, Matrix errors, metrics).
-//! - [`ws`] is the WebSocket at `/_teatime/ws`, fed by the same sync.
+//! - [`ws`] is the WebSocket at `/_teatime/ws`, fed by the same sync; it
+//!   also carries call signalling to [`calls`], which runs the `sfu` crate.
 //! - [`api`] is the documented Client-Server API: thin poem-openapi handlers.
 //! - [`rooms`] builds, signs, authorises and stores room events (with the
 //!   `federation` crate) and serves the read paths with history visibility.
@@ -24,6 +25,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod calls;
 pub mod config;
 pub mod directory;
 pub mod ephemeral;
