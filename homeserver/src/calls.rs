@@ -155,10 +155,10 @@ impl Calls {
         signals: mpsc::UnboundedSender<Signal>,
     ) -> Result<Joined> {
         let user_id = user.user_id.as_str();
-        self.store
-            .require_joined(room_id.as_str(), user_id)
-            .await?;
-        self.joins.check_and_charge(user_id).map_err(limit_exceeded)?;
+        self.store.require_joined(room_id.as_str(), user_id).await?;
+        self.joins
+            .check_and_charge(user_id)
+            .map_err(limit_exceeded)?;
         Ok(self
             .sfu
             .join(room_id.as_str(), user_id, offer, signals)

@@ -278,8 +278,7 @@ impl Config {
         if self.turn_ttl < 60 {
             return Err(invalid("turn_ttl", "must be at least 60 (seconds)"));
         }
-        self.sfu_config()
-            .map_err(|e| invalid("sfu_udp_ports", e))?;
+        self.sfu_config().map_err(|e| invalid("sfu_udp_ports", e))?;
         Ok(())
     }
 
@@ -487,9 +486,15 @@ mod tests {
             assert_eq!(config.turn_secret.as_deref(), Some("12345"));
             assert_eq!(config.turn_ttl, 3600);
             let sfu = config.sfu_config().expect("SFU settings");
-            assert_eq!(sfu.udp_ports.map(|r| r.to_string()).as_deref(), Some("50000-50100"));
+            assert_eq!(
+                sfu.udp_ports.map(|r| r.to_string()).as_deref(),
+                Some("50000-50100")
+            );
             assert_eq!(sfu.bind_ip.to_string(), "10.0.0.5");
-            assert_eq!(sfu.public_ip.map(|ip| ip.to_string()).as_deref(), Some("203.0.113.10"));
+            assert_eq!(
+                sfu.public_ip.map(|ip| ip.to_string()).as_deref(),
+                Some("203.0.113.10")
+            );
             Ok(())
         });
     }

@@ -15,7 +15,7 @@ use std::{
     net::IpAddr,
     path::Path,
     process::{Child, Command, Stdio},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -37,7 +37,10 @@ const TEST_VIDEO_BPS: u64 = 200_000;
 /// How long a condition may take to come true.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-async fn start_server(backend: Backend, tweak: impl FnOnce(&mut homeserver::config::Config)) -> TestServer {
+async fn start_server(
+    backend: Backend,
+    tweak: impl FnOnce(&mut homeserver::config::Config),
+) -> TestServer {
     TestServer::start_with(backend, |config| {
         // Gather on loopback only, so every packet stays on this machine.
         config.sfu_bind_ip = IpAddr::from([127, 0, 0, 1]);
@@ -50,12 +53,13 @@ async fn start_server(backend: Backend, tweak: impl FnOnce(&mut homeserver::conf
 /// exchanges candidates) and its peer connection.
 struct Participant {
     user_id: String,
-    room_id: String,
     peer: Arc<TestPeer>,
     /// Every frame the server sent, as the pump saw it.
     frames: mpsc::UnboundedReceiver<Value>,
     /// Frames to send on the socket.
     outgoing: mpsc::UnboundedSender<Value>,
+    /// The `call.candidate` frames the client sent.
+    sent_candidates: Arc<Mutex<Vec<Value>>>,
     /// The `call.config` frame the join brought.
     config: Value,
     /// Kept for the participant's lifetime; dropping it stops the media.
@@ -103,6 +107,7 @@ async fn pump(
     room_id: String,
     frames: mpsc::UnboundedSender<Value>,
     mut outgoing: mpsc::UnboundedReceiver<Value>,
+    sent: Arc<Mutex<Vec<Value>>>,
 ) {
     let mut trickle = tokio::time::interval(Duration::from_millis(20));
     loop {
@@ -131,6 +136,7 @@ async fn pump(
                     if socket.send(Message::Text(frame.to_string().into())).await.is_err() {
                         return;
                     }
+                    sent.lock().expect("sent candidates").push(frame);
                 }
             }
         }
@@ -148,8 +154,12 @@ impl Participant {
     ) -> Participant {
         let socket = open_socket(server, &session.access_token).await;
         let mut peer = TestPeer::new(options).await.expect("peer builds");
-        peer.add_track(RtpCodecKind::Audio).await.expect("audio track");
-        peer.add_track(RtpCodecKind::Video).await.expect("video track");
+        peer.add_track(RtpCodecKind::Audio)
+            .await
+            .expect("audio track");
+        peer.add_track(RtpCodecKind::Video)
+            .await
+            .expect("video track");
         let offer = peer.create_offer().await.expect("offer");
         let peer = Arc::new(peer);
         let (frames_tx, frames) = mpsc::unbounded_channel();
@@ -157,19 +167,21 @@ impl Participant {
         outgoing
             .send(json!({ "type": "call.join", "room_id": room_id, "sdp": offer }))
             .expect("pump running");
+        let sent_candidates = Arc::new(Mutex::new(Vec::new()));
         let pump = tokio::spawn(pump(
             socket,
             peer.clone(),
             room_id.to_owned(),
             frames_tx,
             outgoing_rx,
+            sent_candidates.clone(),
         ));
         let mut participant = Participant {
             user_id: session.user_id.clone(),
-            room_id: room_id.to_owned(),
             peer,
             frames,
             outgoing,
+            sent_candidates,
             config: Value::Null,
             sending: None,
             pump,
@@ -208,7 +220,11 @@ impl Participant {
 
     /// Waits for a `call.participants` frame of `room_id` listing exactly
     /// `users`; returns its stream id -> user map.
-    async fn participants_become(&mut self, room_id: &str, users: &[&str]) -> HashMap<String, String> {
+    async fn participants_become(
+        &mut self,
+        room_id: &str,
+        users: &[&str],
+    ) -> HashMap<String, String> {
         let wanted: BTreeSet<&str> = users.iter().copied().collect();
         loop {
             let frame = self.next_of("call.participants").await;
@@ -226,7 +242,9 @@ impl Participant {
                     .as_object()
                     .expect("streams")
                     .iter()
-                    .map(|(stream, user)| (stream.clone(), user.as_str().unwrap_or_default().to_owned()))
+                    .map(|(stream, user)| {
+                        (stream.clone(), user.as_str().unwrap_or_default().to_owned())
+                    })
                     .collect();
             }
         }
@@ -263,11 +281,13 @@ fn receives_exactly(tracks: &[ReceivedTrack], from: &[&str], min_packets: u64) -
         .iter()
         .all(|t| t.packets == 0 || from.contains(&t.stream_id.as_str()));
     let each_ok = from.iter().all(|stream| {
-        [RtpCodecKind::Audio, RtpCodecKind::Video].iter().all(|kind| {
-            tracks
-                .iter()
-                .any(|t| t.stream_id == *stream && t.kind == *kind && t.packets >= min_packets)
-        })
+        [RtpCodecKind::Audio, RtpCodecKind::Video]
+            .iter()
+            .all(|kind| {
+                tracks
+                    .iter()
+                    .any(|t| t.stream_id == *stream && t.kind == *kind && t.packets >= min_packets)
+            })
     });
     senders_ok && each_ok
 }
@@ -315,7 +335,11 @@ async fn three_participants_exchange_media_and_leavers_disappear() {
     let mut a = Participant::join(&server, &alice, &room, PeerOptions::loopback()).await;
     let mut b = Participant::join(&server, &bob, &room, PeerOptions::loopback()).await;
     let mut c = Participant::join(&server, &carol, &room, PeerOptions::loopback()).await;
-    let everyone = [alice.user_id.as_str(), bob.user_id.as_str(), carol.user_id.as_str()];
+    let everyone = [
+        alice.user_id.as_str(),
+        bob.user_id.as_str(),
+        carol.user_id.as_str(),
+    ];
     let streams = a.participants_become(&room, &everyone).await;
     b.participants_become(&room, &everyone).await;
     c.participants_become(&room, &everyone).await;
@@ -325,8 +349,12 @@ async fn three_participants_exchange_media_and_leavers_disappear() {
         stream_of(&streams, &carol.user_id),
     );
     loop {
-        let frame = next_frame(&mut watcher).await.expect("watcher sees call.participants");
-        if frame["type"] == "call.participants" && frame["user_ids"].as_array().map(Vec::len) == Some(1) {
+        let frame = next_frame(&mut watcher)
+            .await
+            .expect("watcher sees call.participants");
+        if frame["type"] == "call.participants"
+            && frame["user_ids"].as_array().map(Vec::len) == Some(1)
+        {
             assert_eq!(frame["user_ids"][0], alice.user_id.as_str(), "{frame}");
             assert_eq!(frame["room_id"], room.as_str(), "{frame}");
             break;
@@ -352,7 +380,9 @@ async fn three_participants_exchange_media_and_leavers_disappear() {
     let room_streams: BTreeSet<&str> = [sa.as_str(), sb.as_str(), sc.as_str()].into();
     for who in [&a, &b, &c] {
         assert!(
-            who.received().iter().all(|t| room_streams.contains(t.stream_id.as_str())),
+            who.received()
+                .iter()
+                .all(|t| room_streams.contains(t.stream_id.as_str())),
             "{} received a track from another call: {:?}",
             who.user_id,
             who.received()
@@ -360,7 +390,9 @@ async fn three_participants_exchange_media_and_leavers_disappear() {
     }
     for who in [&d, &e] {
         assert!(
-            who.received().iter().all(|t| !room_streams.contains(t.stream_id.as_str())),
+            who.received()
+                .iter()
+                .all(|t| !room_streams.contains(t.stream_id.as_str())),
             "{} received a track of the first room's call",
             who.user_id
         );
@@ -371,6 +403,13 @@ async fn three_participants_exchange_media_and_leavers_disappear() {
     }
 
     // Carol leaves: her tracks vanish from the others' sessions and stop.
+    for who in [&a, &b] {
+        let sdp = who.peer.remote_sdp().await.unwrap_or_default();
+        assert!(
+            sdp.contains(&format!("msid:{sc} ")),
+            "carol's tracks are not offered: {sdp}"
+        );
+    }
     c.send(json!({ "type": "call.leave", "room_id": room }));
     let remaining = [alice.user_id.as_str(), bob.user_id.as_str()];
     a.participants_become(&room, &remaining).await;
@@ -379,16 +418,29 @@ async fn three_participants_exchange_media_and_leavers_disappear() {
         let mut gone = false;
         let deadline = Instant::now() + PATIENCE;
         while !gone {
-            assert!(Instant::now() < deadline, "{}: carol's tracks stay offered", who.user_id);
+            assert!(
+                Instant::now() < deadline,
+                "{}: carol's tracks stay offered",
+                who.user_id
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
             let sdp = who.peer.remote_sdp().await.unwrap_or_default();
             gone = !sdp.contains(&format!("msid:{sc} "));
         }
     }
-    let before = [packets_from(&a.received(), &sc), packets_from(&b.received(), &sc)];
+    let before = [
+        packets_from(&a.received(), &sc),
+        packets_from(&b.received(), &sc),
+    ];
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = [packets_from(&a.received(), &sc), packets_from(&b.received(), &sc)];
-    assert_eq!(before, after, "carol's packets keep arriving after she left");
+    let after = [
+        packets_from(&a.received(), &sc),
+        packets_from(&b.received(), &sc),
+    ];
+    assert_eq!(
+        before, after,
+        "carol's packets keep arriving after she left"
+    );
     // The others still hear each other.
     let ab_before = packets_from(&a.received(), &sb);
     eventually("alice still receives bob", || {
@@ -402,7 +454,8 @@ async fn three_participants_exchange_media_and_leavers_disappear() {
 
     // A socket that closes leaves its calls.
     b.hang_up().await;
-    a.participants_become(&room, &[alice.user_id.as_str()]).await;
+    a.participants_become(&room, &[alice.user_id.as_str()])
+        .await;
 
     for p in [a, c, d, e] {
         p.hang_up().await;
@@ -430,12 +483,23 @@ async fn non_members_cannot_join_a_call(backend: Backend) {
         if frame["type"] == "error" {
             break frame;
         }
-        assert_ne!(frame["type"], "call.answer", "a non-member got an answer: {frame}");
+        assert_ne!(
+            frame["type"], "call.answer",
+            "a non-member got an answer: {frame}"
+        );
     };
     assert_eq!(error["errcode"], "M_FORBIDDEN", "{error}");
     assert_eq!(error["re"], "call.join", "{error}");
     // Nobody joined: the room has no call.
-    assert!(server.state().calls.sfu().participants(&room).await.is_empty());
+    assert!(
+        server
+            .state()
+            .calls
+            .sfu()
+            .participants(&room)
+            .await
+            .is_empty()
+    );
 
     // A member's garbage SDP is refused too, and changes nothing.
     let mut member = open_socket(&server, &alice.access_token).await;
@@ -451,7 +515,15 @@ async fn non_members_cannot_join_a_call(backend: Backend) {
         }
     };
     assert_eq!(error["errcode"], "M_INVALID_PARAM", "{error}");
-    assert!(server.state().calls.sfu().participants(&room).await.is_empty());
+    assert!(
+        server
+            .state()
+            .calls
+            .sfu()
+            .participants(&room)
+            .await
+            .is_empty()
+    );
     let _ = peer.close().await;
     server.finish().await;
 }
@@ -508,7 +580,9 @@ impl Coturn {
 
     /// Waits until coturn answers on its UDP port (a STUN binding request).
     async fn ready(&self) {
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("udp");
         // A STUN binding request: type 0x0001, length 0, magic cookie, id.
         let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
         request.extend_from_slice(&[7; 12]);
@@ -555,7 +629,10 @@ async fn a_relay_only_peer_connects_through_coturn() {
     // The client asks for TURN credentials first, as browsers must before
     // they create their peer connection.
     let (status, turn) = server
-        .get("/_matrix/client/v3/voip/turnServer", Some(&alice.access_token))
+        .get(
+            "/_matrix/client/v3/voip/turnServer",
+            Some(&alice.access_token),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{turn}");
     assert_eq!(turn["uris"], json!([turn_uri]), "{turn}");
@@ -567,7 +644,10 @@ async fn a_relay_only_peer_connects_through_coturn() {
         .expect("clock")
         .as_secs();
     let expiry: u64 = expiry.parse().expect("numeric expiry");
-    assert!(expiry > now && expiry <= now + server.config().turn_ttl + 5, "{turn}");
+    assert!(
+        expiry > now && expiry <= now + server.config().turn_ttl + 5,
+        "{turn}"
+    );
     let relay_only = PeerOptions {
         ice_servers: vec![(
             vec![turn_uri.clone()],
@@ -585,7 +665,20 @@ async fn a_relay_only_peer_connects_through_coturn() {
         .await;
     b.participants_become(&room, &[alice.user_id.as_str(), bob.user_id.as_str()])
         .await;
-    let (sa, sb) = (stream_of(&streams, &alice.user_id), stream_of(&streams, &bob.user_id));
+    let (sa, sb) = (
+        stream_of(&streams, &alice.user_id),
+        stream_of(&streams, &bob.user_id),
+    );
+    // Alice offered relay candidates only.
+    let sent: Vec<String> = a
+        .sent_candidates
+        .lock()
+        .expect("sent candidates")
+        .iter()
+        .map(|frame| frame["candidate"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(!sent.is_empty(), "alice sent no candidates");
+    assert!(sent.iter().all(|c| c.contains(" typ relay")), "{sent:?}");
     eventually("media flows both ways through the relay", || {
         receives_exactly(&a.received(), &[sb.as_str()], 30)
             && receives_exactly(&b.received(), &[sa.as_str()], 30)
@@ -595,10 +688,16 @@ async fn a_relay_only_peer_connects_through_coturn() {
     // call.config carries the STUN server and freshly minted TURN
     // credentials of the same scheme, for the next connection.
     let servers = a.config["ice_servers"].as_array().expect("ice_servers");
-    assert_eq!(servers[0]["urls"], json!([format!("stun:127.0.0.1:{}", coturn.port)]));
+    assert_eq!(
+        servers[0]["urls"],
+        json!([format!("stun:127.0.0.1:{}", coturn.port)])
+    );
     assert_eq!(servers[1]["urls"], json!([turn_uri]));
     let username = servers[1]["username"].as_str().expect("username");
-    assert!(username.ends_with(&format!(":{}", alice.user_id)), "{username}");
+    assert!(
+        username.ends_with(&format!(":{}", alice.user_id)),
+        "{username}"
+    );
     assert_eq!(
         servers[1]["credential"],
         homeserver::calls::turn_password(secret, username).as_str()
@@ -615,7 +714,10 @@ async fn turn_server_endpoint_without_turn_is_empty() {
     let server = start_server(Backend::Sqlite, |_| {}).await;
     let alice = server.register("alice", common::PASSWORD).await;
     let (status, body) = server
-        .get("/_matrix/client/v3/voip/turnServer", Some(&alice.access_token))
+        .get(
+            "/_matrix/client/v3/voip/turnServer",
+            Some(&alice.access_token),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({}));

@@ -3,8 +3,8 @@
 //! small set — Opus for audio; VP8 and H.264 (where a browser prefers it) for
 //! video.
 
-use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters};
 pub use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters};
 
 /// One codec of the call, with the payload type browsers usually give it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +61,18 @@ impl Codec {
             ),
         };
         let rtcp_feedback = match self.kind() {
-            RtpCodecKind::Video => [("goog-remb", ""), ("ccm", "fir"), ("nack", ""), ("nack", "pli")]
-                .into_iter()
-                .map(|(typ, parameter)| RTCPFeedback {
-                    typ: typ.into(),
-                    parameter: parameter.into(),
-                })
-                .collect(),
+            RtpCodecKind::Video => [
+                ("goog-remb", ""),
+                ("ccm", "fir"),
+                ("nack", ""),
+                ("nack", "pli"),
+            ]
+            .into_iter()
+            .map(|(typ, parameter)| RTCPFeedback {
+                typ: typ.into(),
+                parameter: parameter.into(),
+            })
+            .collect(),
             _ => Vec::new(),
         };
         RTCRtpCodecParameters {

@@ -73,7 +73,13 @@ mod tests {
     #[test]
     fn port_ranges_parse_and_print() {
         let range: PortRange = "50000-50100".parse().unwrap();
-        assert_eq!(range, PortRange { first: 50000, last: 50100 });
+        assert_eq!(
+            range,
+            PortRange {
+                first: 50000,
+                last: 50100
+            }
+        );
         assert_eq!(range.to_string(), "50000-50100");
         assert_eq!(range.ports().count(), 101);
         assert_eq!(" 7-7 ".parse::<PortRange>().unwrap().ports().count(), 1);

@@ -339,6 +339,8 @@ impl Shared {
                 Err(e) => last_error = Some(e),
             }
         }
-        Err(Error::NoPort(last_error.map(|e| e.to_string()).unwrap_or_default()))
+        Err(Error::NoPort(
+            last_error.map(|e| e.to_string()).unwrap_or_default(),
+        ))
     }
 }

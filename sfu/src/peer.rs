@@ -67,7 +67,8 @@ pub(crate) async fn build(
         // Tests and single-machine setups bind the loopback address on purpose.
         .with_include_loopback_candidate(placement.socket.ip().is_loopback());
     if let Some(public_ip) = placement.public_ip {
-        settings = settings.with_nat_1to1_ips(vec![public_ip.to_string()], RTCIceCandidateType::Host);
+        settings =
+            settings.with_nat_1to1_ips(vec![public_ip.to_string()], RTCIceCandidateType::Host);
     }
     let policy = if placement.relay_only {
         RTCIceTransportPolicy::Relay

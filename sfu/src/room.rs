@@ -15,8 +15,8 @@ use webrtc::{
         MediaStreamTrack, track_local::static_rtp::TrackLocalStaticRTP, track_remote::TrackRemote,
     },
     peer_connection::{
-        PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit,
-        RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
+        PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
+        RTCPeerConnectionState, RTCSessionDescription,
     },
     rtp_transceiver::RtpSender,
 };
@@ -135,8 +135,7 @@ pub(crate) async fn run(
     };
     while let Some(command) = queue.recv().await {
         room.handle(command).await;
-        if room.participants.is_empty() && room.shared.retire(&room.name, &room.commands, &queue)
-        {
+        if room.participants.is_empty() && room.shared.retire(&room.name, &room.commands, &queue) {
             break;
         }
     }
@@ -238,7 +237,8 @@ impl Room {
         if self.participants.len() >= MAX_PARTICIPANTS {
             return Err(Error::CallFull(MAX_PARTICIPANTS));
         }
-        let offer = RTCSessionDescription::offer(offer).map_err(|e| Error::BadSdp(e.to_string()))?;
+        let offer =
+            RTCSessionDescription::offer(offer).map_err(|e| Error::BadSdp(e.to_string()))?;
         let session = self.shared.next_session();
         let events = Arc::new(PeerEvents {
             room: self.name.clone(),
@@ -290,7 +290,8 @@ impl Room {
         if !participant.offer_outstanding {
             return Err(Error::NoOfferOutstanding);
         }
-        let answer = RTCSessionDescription::answer(sdp).map_err(|e| Error::BadSdp(e.to_string()))?;
+        let answer =
+            RTCSessionDescription::answer(sdp).map_err(|e| Error::BadSdp(e.to_string()))?;
         participant
             .peer
             .set_remote_description(answer)
@@ -334,7 +335,8 @@ impl Room {
             return;
         };
         let fanout = Arc::new(Fanout::default());
-        let forwarder = tokio::spawn(forward::forward(track.clone(), fanout.clone())).abort_handle();
+        let forwarder =
+            tokio::spawn(forward::forward(track.clone(), fanout.clone())).abort_handle();
         let published = Arc::new(Published {
             publisher: id.to_owned(),
             stream_id,
@@ -527,13 +529,17 @@ async fn activate(subscriber: &str, subscription: &mut Subscription) {
     let negotiated = codecs
         .iter()
         .find(|c| {
-            c.rtp_codec.mime_type.eq_ignore_ascii_case(&wanted.mime_type)
+            c.rtp_codec
+                .mime_type
+                .eq_ignore_ascii_case(&wanted.mime_type)
                 && c.rtp_codec.sdp_fmtp_line == wanted.sdp_fmtp_line
         })
         .or_else(|| {
-            codecs
-                .iter()
-                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&wanted.mime_type))
+            codecs.iter().find(|c| {
+                c.rtp_codec
+                    .mime_type
+                    .eq_ignore_ascii_case(&wanted.mime_type)
+            })
         });
     let Some(codec) = negotiated else {
         tracing::info!(subscriber, mime = %wanted.mime_type, "subscriber cannot receive this codec");

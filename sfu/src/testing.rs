@@ -142,7 +142,13 @@ impl PeerConnectionEventHandler for ClientEvents {
     }
 }
 
-fn record(inbox: &Mutex<Inbox>, id: &str, stream_id: &str, kind: RtpCodecKind, packet: &rtp::Packet) {
+fn record(
+    inbox: &Mutex<Inbox>,
+    id: &str,
+    stream_id: &str,
+    kind: RtpCodecKind,
+    packet: &rtp::Packet,
+) {
     let now = Instant::now();
     let mut inbox = inbox.lock().unwrap_or_else(|e| e.into_inner());
     let entry = inbox
@@ -359,7 +365,10 @@ impl TestPeer {
 
     /// Starts (or restarts) recording one-way latencies of received packets.
     pub fn record_latencies(&self) {
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).latencies = Some(Vec::new());
+        self.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .latencies = Some(Vec::new());
     }
 
     /// The latencies recorded since [`record_latencies`](Self::record_latencies).

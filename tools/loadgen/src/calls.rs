@@ -97,10 +97,22 @@ struct Caller {
     errors: mpsc::UnboundedReceiver<String>,
 }
 
-async fn one_call(run: &Run, settings: &Settings, size: usize, direct: &[Duration]) -> Result<bool> {
+async fn one_call(
+    run: &Run,
+    settings: &Settings,
+    size: usize,
+    direct: &[Duration],
+) -> Result<bool> {
     ensure!(size >= 2, "a call needs at least 2 participants");
     let http = http_client()?;
-    let users = register_users(run, &http, &format!("call{size}"), size, settings.concurrency).await?;
+    let users = register_users(
+        run,
+        &http,
+        &format!("call{size}"),
+        size,
+        settings.concurrency,
+    )
+    .await?;
     let room = users[0].create_room("public_chat").await?;
     for user in &users[1..] {
         user.join(&room).await?;
@@ -168,7 +180,10 @@ async fn one_call(run: &Run, settings: &Settings, size: usize, direct: &[Duratio
         }
         _ => "server CPU not measured (no --server-pid)".into(),
     };
-    let (p50, p99) = (percentile_ms(&latencies, 50.0), percentile_ms(&latencies, 99.0));
+    let (p50, p99) = (
+        percentile_ms(&latencies, 50.0),
+        percentile_ms(&latencies, 99.0),
+    );
     let added = (
         p50 - percentile_ms(direct, 50.0),
         p99 - percentile_ms(direct, 99.0),
