@@ -362,7 +362,7 @@ async fn three_participants_exchange_media_and_leavers_disappear() {
     }
 
     // A second call in another room, at the same time.
-    let d = Participant::join(&server, &dave, &other_room, PeerOptions::loopback()).await;
+    let mut d = Participant::join(&server, &dave, &other_room, PeerOptions::loopback()).await;
     let e = Participant::join(&server, &erin, &other_room, PeerOptions::loopback()).await;
 
     // Everyone receives the other two's audio and video, and only theirs.
@@ -457,10 +457,35 @@ async fn three_participants_exchange_media_and_leavers_disappear() {
     a.participants_become(&room, &[alice.user_id.as_str()])
         .await;
 
+    // A connection that ends while its socket stays open (the client's DTLS
+    // close, or ICE consent failing after about 10 s) removes its participant.
+    e.peer.close().await.expect("erin's peer closes");
+    d.participants_become(&other_room, &[dave.user_id.as_str()])
+        .await;
+
     for p in [a, c, d, e] {
         p.hang_up().await;
     }
     server.finish().await;
+}
+
+/// The next `error` frame; no call frame may come before it.
+async fn next_error(socket: &mut WsStream) -> Value {
+    loop {
+        let frame = next_frame(socket).await.expect("a reply");
+        if frame["type"] == "error" {
+            return frame;
+        }
+        assert!(
+            !frame["type"].as_str().unwrap_or_default().starts_with("call."),
+            "a refused join got {frame}"
+        );
+    }
+}
+
+async fn assert_no_call(server: &TestServer, room: &str) {
+    let participants = server.state().calls.sfu().participants(room).await;
+    assert!(participants.is_empty(), "{participants:?}");
 }
 
 async fn non_members_cannot_join_a_call(backend: Backend) {
@@ -478,28 +503,11 @@ async fn non_members_cannot_join_a_call(backend: Backend) {
         .send(Message::Text(join.to_string().into()))
         .await
         .expect("sent");
-    let error = loop {
-        let frame = next_frame(&mut socket).await.expect("a reply");
-        if frame["type"] == "error" {
-            break frame;
-        }
-        assert_ne!(
-            frame["type"], "call.answer",
-            "a non-member got an answer: {frame}"
-        );
-    };
+    let error = next_error(&mut socket).await;
     assert_eq!(error["errcode"], "M_FORBIDDEN", "{error}");
     assert_eq!(error["re"], "call.join", "{error}");
     // Nobody joined: the room has no call.
-    assert!(
-        server
-            .state()
-            .calls
-            .sfu()
-            .participants(&room)
-            .await
-            .is_empty()
-    );
+    assert_no_call(&server, &room).await;
 
     // A member's garbage SDP is refused too, and changes nothing.
     let mut member = open_socket(&server, &alice.access_token).await;
@@ -508,22 +516,9 @@ async fn non_members_cannot_join_a_call(backend: Backend) {
         .send(Message::Text(bad.to_string().into()))
         .await
         .expect("sent");
-    let error = loop {
-        let frame = next_frame(&mut member).await.expect("a reply");
-        if frame["type"] == "error" {
-            break frame;
-        }
-    };
+    let error = next_error(&mut member).await;
     assert_eq!(error["errcode"], "M_INVALID_PARAM", "{error}");
-    assert!(
-        server
-            .state()
-            .calls
-            .sfu()
-            .participants(&room)
-            .await
-            .is_empty()
-    );
+    assert_no_call(&server, &room).await;
     let _ = peer.close().await;
     server.finish().await;
 }

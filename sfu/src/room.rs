@@ -70,7 +70,7 @@ pub(crate) enum Command {
     },
     /// A participant's connection came up: its decoders need key frames.
     Connected { participant: String, session: u64 },
-    /// A participant's connection failed (ICE gave up or DTLS closed).
+    /// A participant's connection failed (ICE gave up) or the client closed it.
     ConnectionLost { participant: String, session: u64 },
 }
 
@@ -609,10 +609,14 @@ impl PeerConnectionEventHandler for PeerEvents {
                 participant,
                 session,
             },
-            RTCPeerConnectionState::Failed => Command::ConnectionLost {
-                participant,
-                session,
-            },
+            // Closed by the client (DTLS close_notify) or given up by ICE; a
+            // close of our own concerns a session the room no longer has.
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                Command::ConnectionLost {
+                    participant,
+                    session,
+                }
+            }
             _ => return,
         };
         let _ = self.commands.send(command);
