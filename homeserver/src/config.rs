@@ -512,7 +512,8 @@ mod tests {
             Jail::expect_with(|jail| {
                 jail.set_env(key, value);
                 let err = load_in_jail(jail, None).unwrap_err();
-                assert!(err.to_string().contains(named), "{key}={value}: {err}");
+                let message = err.to_string().to_lowercase();
+                assert!(message.contains(named), "{key}={value}: {err}");
                 Ok(())
             });
         }

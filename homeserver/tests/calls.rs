@@ -477,7 +477,10 @@ async fn next_error(socket: &mut WsStream) -> Value {
             return frame;
         }
         assert!(
-            !frame["type"].as_str().unwrap_or_default().starts_with("call."),
+            !frame["type"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("call."),
             "a refused join got {frame}"
         );
     }
