@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR
 
 TEATIME_DEBUG_BIN := $(CARGO_TARGET_DIR)/debug/teatime
 
-.PHONY: run web test test-deps lint check-infra test-rust test-interop test-web openapi bench bench-rooms bench-delivery bench-media
+.PHONY: run web test test-deps lint check-infra test-rust test-interop test-web openapi bench bench-rooms bench-delivery bench-media bench-calls
 
 run: web
 	cargo run --release -p homeserver --bin teatime -- serve
@@ -80,3 +80,7 @@ bench-delivery: scripts/bench-delivery.sh
 # Upload/download throughput on disk and S3 (s3s-fs), and RSS during a 1 GiB upload.
 bench-media: scripts/bench-media.sh
 	scripts/bench-media.sh
+
+# Forwarded packets/s, CPU per forwarded packet and added latency of calls of 2, 4 and 8.
+bench-calls: scripts/bench-calls.sh
+	scripts/bench-calls.sh

@@ -1,7 +1,11 @@
 //! Server configuration: a TOML file overridden by `TEATIME_*` environment
 //! variables, with defaults that need no configuration at all.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
 
 use figment::{
     Figment,
@@ -113,6 +117,25 @@ pub struct Config {
     pub legacy_media_download: bool,
     /// The built browser client served at `/` (Vite's output directory).
     pub web_dir: PathBuf,
+    /// STUN servers offered to clients for calls, separated by commas
+    /// (`stun:turn.example.org:3478`).
+    pub stun_uris: String,
+    /// TURN servers offered to clients for calls, separated by commas
+    /// (`turn:turn.example.org:3478?transport=udp`); they need `turn_secret`.
+    pub turn_uris: String,
+    /// The secret shared with coturn (`static-auth-secret`) from which
+    /// time-limited TURN credentials are derived.
+    pub turn_secret: Option<String>,
+    /// Seconds TURN credentials stay valid.
+    pub turn_ttl: u64,
+    /// UDP ports for call media, `first-last` (one per participant); unset:
+    /// any ephemeral port.
+    pub sfu_udp_ports: Option<String>,
+    /// The address call media sockets bind to and gather candidates on
+    /// (`0.0.0.0`: every non-loopback interface).
+    pub sfu_bind_ip: IpAddr,
+    /// The address announced for call media when the server is behind 1:1 NAT.
+    pub sfu_public_ip: Option<IpAddr>,
 }
 
 /// The checkout's built client, found from where this crate was compiled, so
@@ -155,6 +178,13 @@ impl Default for Config {
             media_quota_bytes: 10 * 1024 * 1024 * 1024,
             legacy_media_download: false,
             web_dir: PathBuf::from(DEFAULT_WEB_DIR),
+            stun_uris: String::new(),
+            turn_uris: String::new(),
+            turn_secret: None,
+            turn_ttl: 24 * 60 * 60,
+            sfu_udp_ports: None,
+            sfu_bind_ip: IpAddr::from([0, 0, 0, 0]),
+            sfu_public_ip: None,
         }
     }
 }
@@ -235,6 +265,7 @@ impl Config {
         if self.access_token_lifetime_ms < 1000 {
             return Err(invalid("access_token_lifetime_ms", "must be at least 1000"));
         }
+        self.validate_calls()?;
         for (key, value) in [
             ("login_failure_burst", u64::from(self.login_failure_burst)),
             ("login_failure_refill_secs", self.login_failure_refill_secs),
@@ -246,6 +277,56 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn validate_calls(&self) -> Result<(), ConfigError> {
+        for (key, uris, schemes) in [
+            ("stun_uris", self.stun_uris(), ["stun:", "stuns:"]),
+            ("turn_uris", self.turn_uris(), ["turn:", "turns:"]),
+        ] {
+            if let Some(bad) = uris
+                .iter()
+                .find(|uri| !schemes.iter().any(|scheme| uri.starts_with(scheme)))
+            {
+                return Err(invalid(
+                    key,
+                    format!("`{bad}` does not start with {}", schemes.join(" or ")),
+                ));
+            }
+        }
+        if !self.turn_uris().is_empty() && self.turn_secret.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid("turn_secret", "required when turn_uris is set"));
+        }
+        if self.turn_ttl < 60 {
+            return Err(invalid("turn_ttl", "must be at least 60 (seconds)"));
+        }
+        self.sfu_config().map_err(|e| invalid("sfu_udp_ports", e))?;
+        Ok(())
+    }
+
+    /// The STUN URIs offered to clients.
+    pub fn stun_uris(&self) -> Vec<String> {
+        split_list(&self.stun_uris)
+    }
+
+    /// The TURN URIs offered to clients.
+    pub fn turn_uris(&self) -> Vec<String> {
+        split_list(&self.turn_uris)
+    }
+
+    /// Where the SFU puts its media sockets.
+    pub fn sfu_config(&self) -> Result<sfu::SfuConfig, sfu::Error> {
+        let udp_ports = self
+            .sfu_udp_ports
+            .as_deref()
+            .filter(|ports| !ports.trim().is_empty())
+            .map(str::parse)
+            .transpose()?;
+        Ok(sfu::SfuConfig {
+            bind_ip: self.sfu_bind_ip,
+            udp_ports,
+            public_ip: self.sfu_public_ip,
+        })
     }
 
     /// The database URL in effect.
@@ -299,7 +380,20 @@ const TEXT_KEYS: &[&str] = &[
     "federation_allow",
     "federation_deny",
     "web_dir",
+    "stun_uris",
+    "turn_uris",
+    "turn_secret",
+    "sfu_udp_ports",
 ];
+
+/// The entries of a comma-separated list.
+fn split_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
 
 fn text_overrides() -> BTreeMap<&'static str, String> {
     TEXT_KEYS
@@ -422,6 +516,64 @@ mod tests {
             assert_eq!(config.federation_allow, ["partner.org"]);
             Ok(())
         });
+    }
+
+    #[test]
+    fn call_settings_come_from_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "TEATIME_TURN_URIS",
+                "turn:turn.example.org:3478?transport=udp, turns:turn.example.org:5349",
+            );
+            jail.set_env("TEATIME_TURN_SECRET", "12345");
+            jail.set_env("TEATIME_STUN_URIS", "stun:turn.example.org:3478");
+            jail.set_env("TEATIME_TURN_TTL", "3600");
+            jail.set_env("TEATIME_SFU_UDP_PORTS", "50000-50100");
+            jail.set_env("TEATIME_SFU_BIND_IP", "10.0.0.5");
+            jail.set_env("TEATIME_SFU_PUBLIC_IP", "203.0.113.10");
+            let config = load_in_jail(jail, None).expect("config loads");
+            assert_eq!(
+                config.turn_uris(),
+                [
+                    "turn:turn.example.org:3478?transport=udp",
+                    "turns:turn.example.org:5349"
+                ]
+            );
+            assert_eq!(config.stun_uris(), ["stun:turn.example.org:3478"]);
+            assert_eq!(config.turn_secret.as_deref(), Some("12345"));
+            assert_eq!(config.turn_ttl, 3600);
+            let sfu = config.sfu_config().expect("SFU settings");
+            assert_eq!(
+                sfu.udp_ports.map(|r| r.to_string()).as_deref(),
+                Some("50000-50100")
+            );
+            assert_eq!(sfu.bind_ip.to_string(), "10.0.0.5");
+            assert_eq!(
+                sfu.public_ip.map(|ip| ip.to_string()).as_deref(),
+                Some("203.0.113.10")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_call_settings_name_their_key() {
+        for (key, value, named) in [
+            ("TEATIME_TURN_URIS", "http://turn.example.org", "turn_uris"),
+            ("TEATIME_TURN_URIS", "turn:turn.example.org", "turn_secret"),
+            ("TEATIME_STUN_URIS", "turn:x", "stun_uris"),
+            ("TEATIME_SFU_UDP_PORTS", "50100-50000", "sfu_udp_ports"),
+            ("TEATIME_TURN_TTL", "5", "turn_ttl"),
+            ("TEATIME_SFU_BIND_IP", "not-an-ip", "sfu_bind_ip"),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(key, value);
+                let err = load_in_jail(jail, None).unwrap_err();
+                let message = err.to_string().to_lowercase();
+                assert!(message.contains(named), "{key}={value}: {err}");
+                Ok(())
+            });
+        }
     }
 
     #[test]

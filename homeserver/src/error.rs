@@ -91,6 +91,23 @@ pub enum Error {
     /// Another server could not be reached or gave no usable answer (502).
     #[error("{0}")]
     BadGateway(String),
+    /// The SFU refused or failed a call operation.
+    #[error("{0}")]
+    Call(#[from] sfu::Error),
+}
+
+/// How the SFU's errors reach clients.
+fn call_status_and_code(error: &sfu::Error) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    use sfu::Error as C;
+    match error {
+        C::BadSdp(_) => (S::BAD_REQUEST, "M_INVALID_PARAM"),
+        C::NotInCall => (S::NOT_FOUND, "M_NOT_FOUND"),
+        C::NoOfferOutstanding => (S::BAD_REQUEST, "M_UNKNOWN"),
+        C::CallFull(_) => (S::FORBIDDEN, "M_FORBIDDEN"),
+        C::NoPort(_) => (S::SERVICE_UNAVAILABLE, "M_UNKNOWN"),
+        C::Config(_) | C::WebRtc(_) => (S::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
+    }
 }
 
 /// How the media store's errors reach clients.
@@ -153,6 +170,7 @@ impl Error {
             Error::Media(e) => media_status_and_code(e),
             Error::BadGateway(_) => (S::BAD_GATEWAY, "M_UNKNOWN"),
             Error::IncompatibleRoomVersion(_) => (S::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION"),
+            Error::Call(e) => call_status_and_code(e),
         }
     }
 

@@ -6,7 +6,8 @@
 //! - [`servers`] is federation: transactions in, the queue out, joins,
 //!   invites and history across servers, and the federation policy;
 //!   [`remote`] signs, sends and checks the requests between servers.
-//! - [`ws`] is the WebSocket at `/_teatime/ws`, fed by the same sync.
+//! - [`ws`] is the WebSocket at `/_teatime/ws`, fed by the same sync; it
+//!   also carries call signalling to [`calls`], which runs the `sfu` crate.
 //! - [`web_client`] serves the built browser client at `/`.
 //! - [`api`] is the documented Client-Server API: thin poem-openapi handlers.
 //! - [`rooms`] builds, signs, authorises and stores room events (with the
@@ -28,6 +29,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod calls;
 pub mod config;
 pub mod directory;
 pub mod ephemeral;

@@ -11,6 +11,7 @@ use crate::{
     account_data::AccountData,
     accounts::Accounts,
     auth::{Sessions, tokens::TokenKeys},
+    calls::Calls,
     config::Config,
     directory::Directory,
     ephemeral::{Presence, Receipts, ToDevice, Typing},
@@ -45,6 +46,8 @@ pub struct AppState {
     pub to_device: ToDevice,
     pub metrics: Arc<Metrics>,
     pub media: MediaRepo,
+    /// Calls: the SFU and the ICE servers handed to clients.
+    pub calls: Calls,
     /// Other servers: keys, signed requests, queries.
     pub remote: Arc<Remote>,
     /// Whom this server federates with.
@@ -119,6 +122,7 @@ impl AppState {
         apply_remote_changes(&notifier, sessions.clone(), typing.clone());
         let media =
             MediaRepo::open(&config, store.clone(), stopping.clone(), remote.clone()).await?;
+        let calls = Calls::new(&config, store.clone())?;
         let syncer = Syncer::new(store.clone(), notifier, typing.clone(), stopping.clone());
         Ok(Arc::new(Self {
             config,
@@ -136,6 +140,7 @@ impl AppState {
             to_device,
             metrics: Arc::new(Metrics::default()),
             media,
+            calls,
             remote,
             policy,
             sender,

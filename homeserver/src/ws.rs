@@ -8,7 +8,11 @@
 //! Frames are JSON text `{"type": ...}`; the protocol is described in
 //! `docs/websocket.md`.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use poem::{
@@ -22,7 +26,11 @@ use poem::{
 use ruma::EventId;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use sfu::{IceCandidate, ParticipantsChanged, Signal, SignalMessage};
+use tokio::sync::{
+    broadcast::{self, error::RecvError},
+    mpsc,
+};
 
 use crate::{
     auth::Authed,
@@ -75,8 +83,102 @@ enum ClientFrame {
     RoomLeave { room_id: String },
     #[serde(rename = "receipt.send")]
     ReceiptSend { room_id: String, event_id: String },
+    #[serde(rename = "call.join")]
+    CallJoin { room_id: String, sdp: String },
+    #[serde(rename = "call.answer")]
+    CallAnswer { room_id: String, sdp: String },
+    #[serde(rename = "call.candidate")]
+    CallCandidate {
+        room_id: String,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_mline_index: Option<u16>,
+    },
+    #[serde(rename = "call.leave")]
+    CallLeave { room_id: String },
     #[serde(rename = "ping")]
     Ping,
+}
+
+/// The `type` of every frame a client may send.
+const CLIENT_FRAMES: &[&str] = &[
+    "auth",
+    "message.send",
+    "typing.start",
+    "typing.stop",
+    "room.join",
+    "room.leave",
+    "receipt.send",
+    "call.join",
+    "call.answer",
+    "call.candidate",
+    "call.leave",
+    "ping",
+];
+
+/// The calls this socket joined (room -> session) and the queue the SFU's
+/// messages for them arrive on.
+struct SocketCalls {
+    signals: mpsc::UnboundedSender<Signal>,
+    joined: HashMap<String, u64>,
+}
+
+impl SocketCalls {
+    /// Leaves the calls of rooms the user is no longer joined to (or all).
+    async fn leave_except(&mut self, state: &AppState, user_id: &str, keep: &HashSet<String>) {
+        let gone: Vec<(String, u64)> = self
+            .joined
+            .iter()
+            .filter(|(room, _)| !keep.contains(*room))
+            .map(|(room, session)| (room.clone(), *session))
+            .collect();
+        for (room, session) in gone {
+            self.joined.remove(&room);
+            state.calls.leave(user_id, &room, session).await;
+        }
+    }
+}
+
+/// The frame telling a client what the SFU has for it, if any.
+fn signal_frame(calls: &mut SocketCalls, signal: Signal) -> Option<Value> {
+    let room_id = signal.room;
+    match signal.message {
+        SignalMessage::Offer { sdp } => {
+            Some(json!({ "type": "call.offer", "room_id": room_id, "sdp": sdp }))
+        }
+        SignalMessage::Candidate(candidate) => Some(json!({
+            "type": "call.candidate",
+            "room_id": room_id,
+            "candidate": candidate.candidate,
+            "sdp_mid": candidate.sdp_mid,
+            "sdp_mline_index": candidate.sdp_mline_index,
+        })),
+        // Out of the call (connection failed, or replaced by another join):
+        // the next `call.participants` says so.
+        SignalMessage::Ended { session } => {
+            if calls.joined.get(&room_id) == Some(&session) {
+                calls.joined.remove(&room_id);
+            }
+            None
+        }
+    }
+}
+
+/// `call.participants`: who is in the room's call, and the MediaStream id
+/// (`a=msid`) each one's tracks arrive under.
+fn participants_frame(change: &ParticipantsChanged) -> Value {
+    let user_ids: Vec<&str> = change.participants.iter().map(|p| p.id.as_str()).collect();
+    let streams: Map<String, Value> = change
+        .participants
+        .iter()
+        .map(|p| (p.stream_id.clone(), Value::from(p.id.as_str())))
+        .collect();
+    json!({
+        "type": "call.participants",
+        "room_id": change.room,
+        "user_ids": user_ids,
+        "streams": streams,
+    })
 }
 
 type Sink = SplitSink<WebSocketStream, Message>;
@@ -173,7 +275,8 @@ async fn serve(
         },
     };
     // Subscribe before reading positions, so no change slips between them.
-    let mut changes = state.syncer.subscribe();
+    let changes = state.syncer.subscribe();
+    let participants = state.calls.sfu().subscribe();
     let start = match since.as_deref().map(SyncToken::parse).transpose() {
         Ok(Some(token)) => Ok(token),
         Ok(None) => state.syncer.current_token().await,
@@ -197,67 +300,141 @@ async fn serve(
     if !send(&mut sink, &welcome).await {
         return;
     }
-    let Ok(mut rooms) = deliver(&state, &mut sink, &authed, &mut position).await else {
-        return;
+    let rooms = match deliver(&state, &mut sink, &authed, &mut position).await {
+        Ok(rooms) => rooms.unwrap_or_default(),
+        Err(()) => return,
     };
-    loop {
-        tokio::select! {
-            () = state.stopping.cancelled() => {
-                // 1012 (service restart): reconnect, resuming from the last token.
-                let goodbye = Message::Close(Some((
-                    CloseCode::Restart,
-                    "the server is restarting; reconnect with your last token".into(),
-                )));
-                let _ = sink.send(goodbye).await;
-                return;
-            }
-            frame = stream.next() => {
-                let text = match frame {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Binary(_))) => {
-                        let error = Error::NotJson("frames are JSON text".into());
-                        if !send(&mut sink, &error_frame(&error, None)).await { break }
-                        continue;
-                    }
-                    _ => break,
-                };
-                for reply in handle(&state, &authed, &text).await {
-                    if !send(&mut sink, &reply).await { return }
+    let (signals, signal_queue) = mpsc::unbounded_channel();
+    let mut calls = SocketCalls {
+        signals,
+        joined: HashMap::new(),
+    };
+    let socket = Socket {
+        state: &state,
+        authed: &authed,
+        sink: &mut sink,
+        stream: &mut stream,
+        calls: &mut calls,
+        signal_queue,
+        changes,
+        participants,
+        rooms,
+        position,
+    };
+    let close = socket.converse().await;
+    // A closed socket leaves its calls.
+    calls
+        .leave_except(&state, authed.user_id.as_str(), &HashSet::new())
+        .await;
+    if close {
+        let _ = sink.close().await;
+    }
+}
+
+/// An authenticated socket's conversation.
+struct Socket<'a> {
+    state: &'a Arc<AppState>,
+    authed: &'a Authed,
+    sink: &'a mut Sink,
+    stream: &'a mut futures_util::stream::SplitStream<WebSocketStream>,
+    calls: &'a mut SocketCalls,
+    signal_queue: mpsc::UnboundedReceiver<Signal>,
+    changes: broadcast::Receiver<Change>,
+    participants: broadcast::Receiver<ParticipantsChanged>,
+    /// The rooms the user is joined to.
+    rooms: HashSet<String>,
+    position: SyncToken,
+}
+
+impl Socket<'_> {
+    /// Serves frames both ways until the socket ends; `true` when the
+    /// socket is still open and should be closed.
+    async fn converse(mut self) -> bool {
+        let state = self.state;
+        let user_id = self.authed.user_id.to_string();
+        loop {
+            tokio::select! {
+                () = state.stopping.cancelled() => {
+                    // 1012 (service restart): reconnect, resuming from the last token.
+                    let goodbye = Message::Close(Some((
+                        CloseCode::Restart,
+                        "the server is restarting; reconnect with your last token".into(),
+                    )));
+                    let _ = self.sink.send(goodbye).await;
+                    return false;
                 }
-            }
-            change = changes.recv() => {
-                let relevant = match change {
-                    Ok(Change::Room { room_id, member }) => {
-                        rooms.contains(&room_id) || member.as_deref() == Some(user_id.as_str())
+                frame = self.stream.next() => {
+                    let text = match frame {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Binary(_))) => {
+                            let error = Error::NotJson("frames are JSON text".into());
+                            if !send(self.sink, &error_frame(&error, None)).await { return true }
+                            continue;
+                        }
+                        _ => return true,
+                    };
+                    for reply in handle(state, self.authed, self.calls, &text).await {
+                        if !send(self.sink, &reply).await { return false }
                     }
-                    Ok(Change::User(user)) => user == user_id,
-                    Ok(Change::Typing { room_id, .. }) => rooms.contains(&room_id),
-                    Ok(Change::SessionsEnded(_) | Change::Outbox(_)) => false,
-                    Ok(Change::Missed) => true,
-                    Err(RecvError::Lagged(_)) => true,
-                    Err(RecvError::Closed) => break,
-                };
-                if relevant {
-                    match deliver(&state, &mut sink, &authed, &mut position).await {
-                        Ok(now_in) => rooms = now_in,
-                        Err(()) => return,
+                }
+                Some(signal) = self.signal_queue.recv() => {
+                    if let Some(frame) = signal_frame(self.calls, signal)
+                        && !send(self.sink, &frame).await
+                    {
+                        return false;
+                    }
+                }
+                change = self.participants.recv() => {
+                    match change {
+                        Ok(change) if self.rooms.contains(&change.room) => {
+                            if !send(self.sink, &participants_frame(&change)).await { return false }
+                        }
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::warn!(missed, "socket missed call participant changes");
+                        }
+                        Err(RecvError::Closed) => return true,
+                    }
+                }
+                change = self.changes.recv() => {
+                    let relevant = match change {
+                        Ok(Change::Room { room_id, member }) => {
+                            self.rooms.contains(&room_id) || member.as_deref() == Some(user_id.as_str())
+                        }
+                        Ok(Change::User(user)) => user == user_id,
+                        Ok(Change::Typing { room_id, .. }) => self.rooms.contains(&room_id),
+                        Ok(Change::SessionsEnded(_) | Change::Outbox(_)) => false,
+                        Ok(Change::Missed) => true,
+                        Err(RecvError::Lagged(_)) => true,
+                        Err(RecvError::Closed) => return true,
+                    };
+                    if relevant {
+                        match deliver(state, self.sink, self.authed, &mut self.position).await {
+                            Ok(Some(now_in)) => {
+                                self.rooms = now_in;
+                                // Members who left (or were kicked) leave the call too.
+                                self.calls.leave_except(state, &user_id, &self.rooms).await;
+                            }
+                            Ok(None) => {}
+                            Err(()) => return false,
+                        }
                     }
                 }
             }
         }
     }
-    let _ = sink.close().await;
 }
 
 /// Sends everything after `position` and moves it forward; returns the rooms
-/// the user is in. `Err` when the socket is gone.
+/// the user is in (`None` when the sync failed and the client was told).
+/// `Err` when the socket is gone.
 async fn deliver(
     state: &AppState,
     sink: &mut Sink,
     authed: &Authed,
     position: &mut SyncToken,
-) -> Result<HashSet<String>, ()> {
+) -> Result<Option<HashSet<String>>, ()> {
     let user_id = authed.user_id.as_str();
     let request = SyncRequest {
         // Sockets send neither unread counts nor presence.
@@ -276,7 +453,7 @@ async fn deliver(
         Err(e) => {
             tracing::warn!(error = %e, "websocket sync failed");
             return if send(sink, &error_frame(&e, None)).await {
-                Ok(HashSet::new())
+                Ok(None)
             } else {
                 Err(())
             };
@@ -356,11 +533,16 @@ async fn deliver(
         return Err(());
     }
     *position = next;
-    Ok(rooms)
+    Ok(Some(rooms))
 }
 
 /// Carries out one client frame and returns the frames to answer with.
-async fn handle(state: &AppState, authed: &Authed, text: &str) -> Vec<Value> {
+async fn handle(
+    state: &AppState,
+    authed: &Authed,
+    calls: &mut SocketCalls,
+    text: &str,
+) -> Vec<Value> {
     let value: Value = match serde_json::from_str(text) {
         Ok(value) => value,
         Err(e) => return vec![error_frame(&Error::NotJson(format!("not JSON: {e}")), None)],
@@ -369,18 +551,7 @@ async fn handle(state: &AppState, authed: &Authed, text: &str) -> Vec<Value> {
     let frame: ClientFrame = match serde_json::from_value(value) {
         Ok(frame) => frame,
         Err(e) => {
-            let error = if [
-                "auth",
-                "message.send",
-                "typing.start",
-                "typing.stop",
-                "room.join",
-                "room.leave",
-                "receipt.send",
-                "ping",
-            ]
-            .contains(&kind.as_str())
-            {
+            let error = if CLIENT_FRAMES.contains(&kind.as_str()) {
                 Error::BadJson(e.to_string())
             } else {
                 Error::Unrecognized {
@@ -394,13 +565,18 @@ async fn handle(state: &AppState, authed: &Authed, text: &str) -> Vec<Value> {
         ClientFrame::MessageSend { txn_id, .. } => txn_id.clone(),
         _ => kind,
     };
-    match carry_out(state, authed, frame).await {
-        Ok(reply) => reply.into_iter().collect(),
+    match carry_out(state, authed, calls, frame).await {
+        Ok(reply) => reply,
         Err(e) => vec![error_frame(&e, Some(&re))],
     }
 }
 
-async fn carry_out(state: &AppState, authed: &Authed, frame: ClientFrame) -> Result<Option<Value>> {
+async fn carry_out(
+    state: &AppState,
+    authed: &Authed,
+    calls: &mut SocketCalls,
+    frame: ClientFrame,
+) -> Result<Vec<Value>> {
     match frame {
         ClientFrame::Auth { .. } => Err(Error::Unknown("already authenticated".into())),
         ClientFrame::MessageSend {
@@ -415,9 +591,9 @@ async fn carry_out(state: &AppState, authed: &Authed, frame: ClientFrame) -> Res
                 .rooms
                 .send_message(room_id, authed, kind, Value::Object(content), &txn_id)
                 .await?;
-            Ok(Some(
+            Ok(vec![
                 json!({ "type": "message.sent", "txn_id": txn_id, "event_id": event_id }),
-            ))
+            ])
         }
         ClientFrame::TypingStart {
             room_id,
@@ -428,14 +604,14 @@ async fn carry_out(state: &AppState, authed: &Authed, frame: ClientFrame) -> Res
                 .typing
                 .update(authed, parse_room_id(&room_id)?, Some(timeout))
                 .await?;
-            Ok(None)
+            Ok(Vec::new())
         }
         ClientFrame::TypingStop { room_id } => {
             state
                 .typing
                 .update(authed, parse_room_id(&room_id)?, None)
                 .await?;
-            Ok(None)
+            Ok(Vec::new())
         }
         ClientFrame::RoomJoin { room, via } => {
             let (room_id, mut servers) = servers::membership::resolve_room(state, &room).await?;
@@ -445,12 +621,12 @@ async fn carry_out(state: &AppState, authed: &Authed, frame: ClientFrame) -> Res
                 })?);
             }
             servers::membership::join(state, authed, &room_id, &servers, None).await?;
-            Ok(Some(json!({ "type": "room.joined", "room_id": room_id })))
+            Ok(vec![json!({ "type": "room.joined", "room_id": room_id })])
         }
         ClientFrame::RoomLeave { room_id } => {
             let room_id = parse_room_id(&room_id)?;
             servers::membership::leave(state, authed, room_id, None).await?;
-            Ok(Some(json!({ "type": "room.left", "room_id": room_id })))
+            Ok(vec![json!({ "type": "room.left", "room_id": room_id })])
         }
         ClientFrame::ReceiptSend { room_id, event_id } => {
             let event_id = <&EventId>::try_from(event_id.as_str())
@@ -465,8 +641,57 @@ async fn carry_out(state: &AppState, authed: &Authed, frame: ClientFrame) -> Res
                     None,
                 )
                 .await?;
-            Ok(None)
+            Ok(Vec::new())
         }
-        ClientFrame::Ping => Ok(Some(json!({ "type": "pong" }))),
+        ClientFrame::CallJoin { room_id, sdp } => {
+            let room_id = parse_room_id(&room_id)?;
+            let joined = state
+                .calls
+                .join(authed, room_id, sdp, calls.signals.clone())
+                .await?;
+            calls.joined.insert(room_id.to_string(), joined.session);
+            let ice_servers = state.calls.ice_servers(authed.user_id.as_str());
+            Ok(vec![
+                json!({ "type": "call.config", "room_id": room_id, "ice_servers": ice_servers }),
+                json!({ "type": "call.answer", "room_id": room_id, "sdp": joined.sdp }),
+            ])
+        }
+        ClientFrame::CallAnswer { room_id, sdp } => {
+            state
+                .calls
+                .answer(authed, parse_room_id(&room_id)?, sdp)
+                .await?;
+            Ok(Vec::new())
+        }
+        ClientFrame::CallCandidate {
+            room_id,
+            candidate,
+            sdp_mid,
+            sdp_mline_index,
+        } => {
+            let candidate = IceCandidate {
+                candidate,
+                sdp_mid,
+                sdp_mline_index,
+            };
+            state
+                .calls
+                .add_candidate(authed, parse_room_id(&room_id)?, candidate)
+                .await?;
+            Ok(Vec::new())
+        }
+        ClientFrame::CallLeave { room_id } => {
+            let room_id = parse_room_id(&room_id)?;
+            let session = calls
+                .joined
+                .remove(room_id.as_str())
+                .ok_or(Error::Call(sfu::Error::NotInCall))?;
+            state
+                .calls
+                .leave(authed.user_id.as_str(), room_id.as_str(), session)
+                .await;
+            Ok(Vec::new())
+        }
+        ClientFrame::Ping => Ok(vec![json!({ "type": "pong" })]),
     }
 }

@@ -19,6 +19,7 @@ mod rooms;
 mod security;
 mod session;
 mod sync;
+mod voip;
 
 use poem::Request;
 use poem_openapi::{
@@ -56,6 +57,8 @@ enum Tag {
     Rooms,
     /// Synchronisation: everything new since a token, long-polled.
     Sync,
+    /// Voice and video calls: TURN credentials.
+    Voip,
     /// The media repository: uploads, downloads, thumbnails.
     Media,
     /// The Server-Server API: keys, queries from other servers.
@@ -78,7 +81,8 @@ pub type ClientApi = (
     rooms::RoomsApi,
     room_events::RoomEventsApi,
     sync::SyncApi,
-    ephemeral::EphemeralApi,
+    // poem-openapi takes tuples of up to 16 groups: calls ride with ephemeral.
+    (ephemeral::EphemeralApi, voip::VoipApi),
     media::MediaApi,
     admin::AdminApi,
     (
@@ -103,7 +107,7 @@ pub fn service() -> OpenApiService<ClientApi, ()> {
             rooms::RoomsApi,
             room_events::RoomEventsApi,
             sync::SyncApi,
-            ephemeral::EphemeralApi,
+            (ephemeral::EphemeralApi, voip::VoipApi),
             media::MediaApi,
             admin::AdminApi,
             (

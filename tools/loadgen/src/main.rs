@@ -24,6 +24,10 @@
 //! Media scenarios (only when named; see `media.rs`): `media` (upload and
 //! download throughput per `--file-mb` size) and `big-upload`.
 //!
+//! Calls (only when named; see `calls.rs`): `calls`, one call of each of the
+//! `--participants` sizes through the SFU: forwarded packets/s, server CPU
+//! per forwarded packet, latency added by the SFU.
+//!
 //! Any error makes the exit status 1.
 
 use std::{
@@ -31,6 +35,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+mod calls;
 mod media;
 mod realtime;
 
@@ -87,6 +92,18 @@ struct Args {
     /// `big-upload`: the size of the one upload, in MB.
     #[arg(long, default_value_t = 1024)]
     big_upload_mb: u64,
+    /// `calls`: call sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+    participants: Vec<usize>,
+    /// `calls`: video each participant sends, in kbit/s.
+    #[arg(long, default_value_t = 1000)]
+    video_kbps: u64,
+    /// `calls`: seconds measured per call size.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// `calls`: the server's process id, to read its CPU time.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,6 +117,7 @@ enum Scenario {
     IdleSockets,
     Media,
     BigUpload,
+    Calls,
 }
 
 #[tokio::main]
@@ -190,6 +208,17 @@ async fn main() -> Result<()> {
             }
             Scenario::BigUpload => {
                 failed |= !media::big_upload(&run, &media_settings).await?;
+                continue;
+            }
+            Scenario::Calls => {
+                let call_settings = calls::Settings {
+                    participants: args.participants.clone(),
+                    video_kbps: args.video_kbps,
+                    seconds: args.seconds,
+                    server_pid: args.server_pid,
+                    concurrency: args.concurrency,
+                };
+                failed |= !calls::calls(&run, &call_settings).await?;
                 continue;
             }
         };

@@ -36,7 +36,7 @@ use tokio_tungstenite::{
 
 use crate::{Run, User, encode, http_client, percentile_ms};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long one message may take to reach every listener before the run is failed.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,7 +67,7 @@ pub enum Via {
 }
 
 /// Registers `count` users through one shared HTTP client, `concurrency` at a time.
-async fn register_users(
+pub(crate) async fn register_users(
     run: &Run,
     http: &Client,
     tag: &str,
@@ -86,7 +86,7 @@ async fn register_users(
 }
 
 /// Opens a WebSocket and authenticates with the `auth` frame.
-async fn connect(url: &str, token: &str) -> Result<Ws> {
+pub(crate) async fn connect(url: &str, token: &str) -> Result<Ws> {
     // Small buffers: thousands of sockets, little traffic each.
     let config = WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
@@ -121,7 +121,7 @@ async fn connect(url: &str, token: &str) -> Result<Ws> {
     Ok(ws)
 }
 
-fn ws_url(base: &str) -> String {
+pub(crate) fn ws_url(base: &str) -> String {
     let base = base
         .strip_prefix("http://")
         .map(|rest| format!("ws://{rest}"))
