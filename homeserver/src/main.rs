@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use homeserver::{
     admin,
     api::admin::{
-        AdminRoom, AdminUser, FederationLists, RegistrationToken, RegistrationTokens, RoomList,
-        ShutdownResult, UserList,
+        AdminRoom, AdminUser, Destinations, FederationLists, RegistrationToken, RegistrationTokens,
+        RoomList, ShutdownResult, UserList,
     },
     config::{Config, LogFormat},
     directory::parse_room_id,
@@ -120,6 +120,8 @@ enum AdminCommand {
         #[arg(long)]
         deny: Vec<String>,
     },
+    /// List the servers this one sends to, with their retry state.
+    Destinations,
     /// List registration tokens.
     RegistrationTokens,
     /// Create a registration token (random unless --token is given).
@@ -317,6 +319,9 @@ async fn run_admin(state: &AppState, command: AdminCommand) -> homeserver::error
             Ok(json(FederationLists::from(
                 state.store.federation_rules().await?,
             )))
+        }
+        AdminCommand::Destinations => {
+            Ok(json(Destinations::from(state.store.destinations().await?)))
         }
         AdminCommand::RegistrationTokens => Ok(json(RegistrationTokens::from(
             state.store.registration_tokens().await?,

@@ -103,6 +103,7 @@ async fn only_administrators_reach_the_admin_api(backend: Backend) {
             "/federation/rules".into(),
             Some(json!({ "allow": ["evil.org"], "deny": [] })),
         ),
+        (Method::GET, "/federation/destinations".into(), None),
         (Method::GET, "/registration_tokens".into(), None),
         (
             Method::POST,

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Backend, PASSWORD, TestServer, encode};
+use common::{Backend, PASSWORD, TestServer, client::eventually, encode};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -21,23 +21,8 @@ on_both_backends!(
     three_servers_share_a_room,
 );
 
-/// How long an event may take to cross to another server on a loaded machine.
-const CROSSING: Duration = Duration::from_secs(20);
-
 fn name_of(server: &TestServer) -> String {
     server.config().server_name.clone()
-}
-
-/// Polls `check` until it returns `Some`, or fails with `what`.
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(started.elapsed() < CROSSING, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The bodies of the room's `m.room.message` events `token` can page through, oldest first.
@@ -467,8 +452,15 @@ async fn a_server_that_was_down_gets_its_queue_once(backend: Backend) {
     for text in &sent {
         a.say(&alice.access_token, &room, text).await;
     }
-    // Let a fail against the stopped server a few times.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // An administrator of a sees the queue and the failures.
+    a.make_admin(&alice.user_id).await;
+    let failing = eventually("failures recorded for b", async || {
+        let state = destination(&a, &alice.access_token, &name_of(&b)).await;
+        (state["failures"].as_i64() >= Some(1)).then_some(state)
+    })
+    .await;
+    assert_eq!(failing["queued"], 60, "{failing}");
+    assert!(failing["last_error"].is_string(), "{failing}");
     b.start_again().await;
 
     let seen = eventually("the queued messages on b", async || {
@@ -477,6 +469,12 @@ async fn a_server_that_was_down_gets_its_queue_once(backend: Backend) {
     })
     .await;
     assert_eq!(seen, sent, "each message once, in order");
+    let recovered = eventually("b's queue emptied", async || {
+        let state = destination(&a, &alice.access_token, &name_of(&b)).await;
+        (state["queued"] == 0 && state["failures"] == 0).then_some(state)
+    })
+    .await;
+    assert!(recovered["last_success_ts"].is_i64(), "{recovered}");
     b.say(&bob.access_token, &room, "back").await;
     eventually("b's message on a", async || {
         bodies(&a, &alice.access_token, &room)
@@ -487,6 +485,21 @@ async fn a_server_that_was_down_gets_its_queue_once(backend: Backend) {
     .await;
     a.finish().await;
     b.finish().await;
+}
+
+/// What `server`'s admin API says about sending to `destination` (null: nothing).
+async fn destination(server: &TestServer, admin: &str, destination: &str) -> Value {
+    let (status, body) = server
+        .get("/_teatime/admin/v1/federation/destinations", Some(admin))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["destinations"]
+        .as_array()
+        .expect("destinations")
+        .iter()
+        .find(|d| d["destination"] == destination)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 /// Replaces a server's federation deny list through its admin API.

@@ -16,7 +16,7 @@ use crate::{
     directory::parse_room_id,
     error::Result,
     state::AppState,
-    storage::{FederationRules, RegistrationTokenRow, RoomSummary},
+    storage::{DestinationRow, FederationRules, RegistrationTokenRow, RoomSummary},
 };
 
 /// An account with its devices.
@@ -245,6 +245,46 @@ impl From<FederationRules> for FederationLists {
         FederationLists {
             allow: rules.allow,
             deny: rules.deny,
+        }
+    }
+}
+
+/// A server this one sends to, and how sending to it fares.
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct Destination {
+    destination: String,
+    /// Failed attempts in a row (0: the last attempt succeeded).
+    failures: i64,
+    /// When the next attempt may start (ms since the epoch); absent: now.
+    retry_at: Option<i64>,
+    last_error: Option<String>,
+    /// When a transaction last went through (ms since the epoch).
+    last_success_ts: Option<i64>,
+    /// Events waiting to be sent to it.
+    queued: i64,
+}
+
+/// Every destination.
+#[derive(Object)]
+pub struct Destinations {
+    destinations: Vec<Destination>,
+}
+
+impl From<Vec<DestinationRow>> for Destinations {
+    fn from(rows: Vec<DestinationRow>) -> Self {
+        Destinations {
+            destinations: rows
+                .into_iter()
+                .map(|row| Destination {
+                    destination: row.destination,
+                    failures: row.failures,
+                    retry_at: (row.retry_at > 0).then_some(row.retry_at),
+                    last_error: row.last_error,
+                    last_success_ts: row.last_success_ts,
+                    queued: row.queued,
+                })
+                .collect(),
         }
     }
 }
@@ -542,6 +582,21 @@ impl AdminApi {
         };
         admin::set_federation_rules(&state, rules).await?;
         Ok(Json(state.store.federation_rules().await?.into()))
+    }
+
+    /// # GET /_teatime/admin/v1/federation/destinations
+    /// The servers this one sends to, with their retry state and queues.
+    #[oai(
+        path = "/federation/destinations",
+        method = "get",
+        operation_id = "adminListDestinations"
+    )]
+    async fn destinations(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _admin: AdminToken,
+    ) -> Result<Json<Destinations>> {
+        Ok(Json(state.store.destinations().await?.into()))
     }
 
     /// # GET /_teatime/admin/v1/registration_tokens
