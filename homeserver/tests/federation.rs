@@ -6,7 +6,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Backend, PASSWORD, TestServer, assert_error, encode, png};
+use common::{
+    Backend, PASSWORD, TestServer, assert_error, encode, png,
+    signed::{https, server_name, signed_request},
+};
 use federation::{
     keys::SigningKey,
     request_auth::{RequestParts, authorization_header},
@@ -22,18 +25,6 @@ on_both_backends!(
     remote_profiles_come_from_the_users_server,
     remote_media_is_fetched_once_and_kept,
 );
-
-/// An HTTPS client for the test servers' self-signed certificates.
-fn https() -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_danger_accept_invalid_certs(true)
-        .build()
-        .expect("client")
-}
-
-fn server_name(server: &TestServer) -> &ServerName {
-    <&ServerName>::try_from(server.config().server_name.as_str()).expect("server name")
-}
 
 async fn get_json(url: &str) -> (StatusCode, Value) {
     let response = https().get(url).send().await.expect("request");
@@ -119,8 +110,6 @@ async fn servers_publish_and_notarise_keys(backend: Backend) {
     b.finish().await;
 }
 
-/// Sends `GET target` to `to` over HTTPS, signed as `origin` with `key` for
-/// `destination`.
 async fn signed_get(
     to: &TestServer,
     target: &str,
@@ -128,25 +117,7 @@ async fn signed_get(
     destination: &ServerName,
     key: &SigningKey,
 ) -> (StatusCode, Value) {
-    let authorization = authorization_header(
-        key,
-        origin,
-        destination,
-        RequestParts {
-            method: &Method::GET,
-            uri: target,
-            body: b"",
-        },
-    )
-    .expect("signed");
-    let response = https()
-        .get(format!("https://{}{target}", to.federation_addr()))
-        .header("authorization", authorization)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    signed_request(to, Method::GET, target, None, origin, destination, key).await
 }
 
 async fn signed_requests_are_checked(backend: Backend) {

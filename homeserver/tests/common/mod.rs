@@ -4,7 +4,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod client;
 pub mod process;
+pub mod signed;
 pub mod synapse;
 
 use std::{net::SocketAddr, path::PathBuf};
