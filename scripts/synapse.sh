@@ -154,6 +154,11 @@ trusted_key_servers: []
 suppress_key_server_warning: true
 allow_public_rooms_over_federation: true
 
+# Synapse keeps a /sync answer for 2 minutes and gives it again to the same
+# request; the tests poll /sync for what changed since, so no such cache.
+caches:
+  sync_response_cache_duration: 0
+
 enable_registration: true
 enable_registration_without_verification: true
 url_preview_enabled: false

@@ -9,7 +9,8 @@
 mod common;
 
 use common::{
-    Backend, PASSWORD, Session, TestServer, assert_error, encode, png, send_json, synapse::Synapse,
+    Backend, PASSWORD, Session, TestServer, assert_error, client::Client, encode, png, send_json,
+    synapse::Synapse,
 };
 use federation::{
     keys::SigningKey,
@@ -281,54 +282,18 @@ async fn synapse_checks_teatime_signed_requests() {
     teatime.finish().await;
 }
 
-/// One user's access to a server's client API.
-struct ClientApi<'a> {
-    http: &'a reqwest::Client,
-    base: &'a str,
-    token: &'a str,
-}
-
-impl ClientApi<'_> {
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(self.token)
-            .send()
-            .await
-            .expect("request")
-    }
-}
-
-/// `user`'s access to Synapse's client API.
-fn synapse_api<'a>(synapse: &'a Synapse, user: &'a Session) -> ClientApi<'a> {
-    ClientApi {
-        http: &synapse.http,
-        base: &synapse.client_base,
-        token: &user.access_token,
-    }
-}
-
-/// `user`'s access to TeaTime's client API.
-fn teatime_api<'a>(teatime: &'a TestServer, user: &'a Session) -> ClientApi<'a> {
-    ClientApi {
-        http: &teatime.http,
-        base: &teatime.base,
-        token: &user.access_token,
-    }
-}
-
 /// Sets the user's display name and avatar through their own server.
-async fn set_profile(api: &ClientApi<'_>, user_id: &str, displayname: &str, avatar_url: &str) {
+async fn set_profile(api: &Client, user_id: &str, displayname: &str, avatar_url: &str) {
     for (field, value) in [("displayname", displayname), ("avatar_url", avatar_url)] {
         let (status, body) = send_json(
-            api.http,
+            &api.http,
             Method::PUT,
             &format!(
                 "{}/_matrix/client/v3/profile/{}/{field}",
                 api.base,
                 encode(user_id)
             ),
-            Some(api.token),
+            Some(&api.token),
             Some(json!({ field: value })),
         )
         .await;
@@ -340,14 +305,14 @@ async fn set_profile(api: &ClientApi<'_>, user_id: &str, displayname: &str, avat
 async fn profiles_are_read_across_both_ways() {
     let (synapse, sam, teatime, alice) = peers().await;
     set_profile(
-        &synapse_api(&synapse, &sam),
+        &synapse.client(&sam),
         &sam.user_id,
         "Sam on Synapse",
         "mxc://example.org/sam",
     )
     .await;
     set_profile(
-        &teatime_api(&teatime, &alice),
+        &teatime.client(&alice),
         &alice.user_id,
         "Alice on TeaTime",
         "mxc://example.org/alice",
@@ -414,7 +379,7 @@ async fn profiles_are_read_across_both_ways() {
 /// Uploads a picture through `uploader` (whose server is `origin`), then
 /// downloads it and a 32x32 thumbnail of it through `downloader`, a user
 /// of the other server, whose server fetches them over federation.
-async fn media_crosses(uploader: ClientApi<'_>, origin: &str, downloader: ClientApi<'_>) {
+async fn media_crosses(uploader: Client, origin: &str, downloader: Client) {
     let picture = png(120, 80);
     let response = uploader
         .http
@@ -422,7 +387,7 @@ async fn media_crosses(uploader: ClientApi<'_>, origin: &str, downloader: Client
             "{}/_matrix/media/v3/upload?filename=picture.png",
             uploader.base
         ))
-        .bearer_auth(uploader.token)
+        .bearer_auth(&uploader.token)
         .header("content-type", "image/png")
         .body(picture.clone())
         .send()
@@ -439,7 +404,7 @@ async fn media_crosses(uploader: ClientApi<'_>, origin: &str, downloader: Client
     let media = format!("{}/{media_id}", encode(origin));
 
     let response = downloader
-        .get(&format!("/_matrix/client/v1/media/download/{media}"))
+        .get_raw(&format!("/_matrix/client/v1/media/download/{media}"))
         .await;
     let status = response.status();
     let content_type = response.headers().get("content-type").cloned();
@@ -449,7 +414,7 @@ async fn media_crosses(uploader: ClientApi<'_>, origin: &str, downloader: Client
     assert!(body.as_ref() == picture.as_slice(), "the bytes differ");
 
     let response = downloader
-        .get(&format!(
+        .get_raw(&format!(
             "/_matrix/client/v1/media/thumbnail/{media}?width=32&height=32&method=crop"
         ))
         .await;
@@ -460,7 +425,7 @@ async fn media_crosses(uploader: ClientApi<'_>, origin: &str, downloader: Client
     assert_eq!((thumbnail.width(), thumbnail.height()), (32, 32));
 
     let missing = downloader
-        .get(&format!(
+        .get_raw(&format!(
             "/_matrix/client/v1/media/download/{}/nosuchmedia",
             encode(origin)
         ))
@@ -472,9 +437,9 @@ async fn media_crosses(uploader: ClientApi<'_>, origin: &str, downloader: Client
 async fn synapse_media_is_downloaded_through_teatime() {
     let (synapse, sam, teatime, alice) = peers().await;
     media_crosses(
-        synapse_api(&synapse, &sam),
+        synapse.client(&sam),
         &synapse.server_name,
-        teatime_api(&teatime, &alice),
+        teatime.client(&alice),
     )
     .await;
     teatime.finish().await;
@@ -484,9 +449,9 @@ async fn synapse_media_is_downloaded_through_teatime() {
 async fn teatime_media_is_downloaded_through_synapse() {
     let (synapse, sam, teatime, alice) = peers().await;
     media_crosses(
-        teatime_api(&teatime, &alice),
+        teatime.client(&alice),
         teatime_name(&teatime).as_str(),
-        synapse_api(&synapse, &sam),
+        synapse.client(&sam),
     )
     .await;
     teatime.finish().await;
