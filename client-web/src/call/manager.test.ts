@@ -83,6 +83,11 @@ class FakePeer {
   close() {
     this.closed = true;
   }
+  /** The connection changed state. */
+  connect(state: RTCPeerConnectionState) {
+    this.connectionState = state;
+    this.onconnectionstatechange?.();
+  }
   /** The browser gathered a candidate. */
   gather(candidate: string) {
     this.onicecandidate?.({ candidate: { candidate, sdpMid: '0', sdpMLineIndex: 0 } });
@@ -155,14 +160,23 @@ describe('the call client', () => {
     expect(calls.getSnapshot().state.active?.phase).toBe('joined');
   });
 
-  it("answers every server offer, and shows others' streams until the server withdraws them", async () => {
+  it("answers every server offer once connected, and shows others' streams until the server withdraws them", async () => {
     const { calls, sent, peer, receive } = setup();
     await calls.join(ROOM);
     await receive({ type: 'call.answer', room_id: ROOM, sdp: 'server-answer' });
+    // The server's first offer comes before the connection is up: answered locally, sent once connected.
     await receive({ type: 'call.offer', room_id: ROOM, sdp: 'offer-2' });
+    expect(peer().localDescription).toEqual({ type: 'answer', sdp: 'answer-to-offer-2' });
+    expect(sent.filter((f) => f.type === 'call.answer')).toEqual([]);
+    peer().connect('connecting');
+    expect(sent.filter((f) => f.type === 'call.answer')).toEqual([]);
+    peer().connect('connected');
     expect(sent.at(-1)).toEqual({ type: 'call.answer', room_id: ROOM, sdp: 'answer-to-offer-2' });
+    expect(calls.getSnapshot().state.active?.connection).toBe('connected');
+    await receive({ type: 'call.offer', room_id: ROOM, sdp: 'offer-3' });
+    expect(sent.at(-1)).toEqual({ type: 'call.answer', room_id: ROOM, sdp: 'answer-to-offer-3' });
     await receive({ type: 'call.offer', room_id: '!other:x', sdp: 'not-ours' });
-    expect(sent.at(-1)).toEqual({ type: 'call.answer', room_id: ROOM, sdp: 'answer-to-offer-2' });
+    expect(sent.at(-1)).toEqual({ type: 'call.answer', room_id: ROOM, sdp: 'answer-to-offer-3' });
 
     const bobStream = new FakeStream('pb', [new FakeTrack('audio'), new FakeTrack('video')]);
     await receive({ type: 'call.participants', room_id: ROOM, user_ids: [BOB, ME], streams: { pb: BOB, pm: ME } });

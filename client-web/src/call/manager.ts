@@ -70,6 +70,8 @@ export class CallManager {
   private remoteCandidates: RTCIceCandidateInit[] = [];
   /** The last `call.config` ICE servers, used for the next join. */
   private configured: RTCIceServer[] | null = null;
+  /** Answers to the server's offers, held until the connection is up. */
+  private heldAnswers: (() => void)[] = [];
 
   constructor(
     me: string,
@@ -130,6 +132,7 @@ export class CallManager {
     this.remote.clear();
     this.localCandidates = null;
     this.remoteCandidates = [];
+    this.heldAnswers = [];
     this.chain = Promise.resolve();
   }
 
@@ -171,6 +174,11 @@ export class CallManager {
       };
       peer.onconnectionstatechange = () => {
         this.dispatch({ type: 'connection', state: peer.connectionState });
+        if (peer.connectionState === 'connected') {
+          const held = this.heldAnswers;
+          this.heldAnswers = [];
+          for (const send of held) send();
+        }
       };
       for (const track of stream.getTracks()) peer.addTrack(track, stream);
       await peer.setLocalDescription(await peer.createOffer());
@@ -278,7 +286,18 @@ export class CallManager {
         this.enqueue(async (peer) => {
           await peer.setRemoteDescription({ type: 'offer', sdp: call.sdp });
           await peer.setLocalDescription(await peer.createAnswer());
-          this.env.live.send({ type: 'call.answer', room_id: roomId, sdp: peer.localDescription?.sdp ?? '' });
+          const sdp = peer.localDescription?.sdp ?? '';
+          const send = () => {
+            this.env.live.send({ type: 'call.answer', room_id: roomId, sdp });
+          };
+          // The server starts forwarding a track, and asks its publisher for
+          // a key frame, when it gets the answer. Before our connection is up
+          // that key frame is lost, and the server does not pass on the key
+          // frame requests our browser then makes: the video would stay black
+          // until the publisher's next key frame. So the first answer waits
+          // for the connection (the server sends no new offer meanwhile).
+          if (peer.connectionState === 'connected') send();
+          else this.heldAnswers.push(send);
         });
         return;
       }
