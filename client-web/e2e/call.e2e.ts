@@ -149,17 +149,27 @@ describe('a video call in the browser', () => {
     await expectPlaying(alice, BOB);
   });
 
-  it('when one leaves, the other sees them go', async () => {
+  it('when one leaves, the other sees them go; joining again works', async () => {
     await bob.getByRole('button', { name: 'Leave call' }).click();
     await expect.poll(() => videoOf(alice, BOB).count(), WAIT).toBe(0);
     await callRegion(alice).getByText('Waiting for others to join').waitFor();
     expect(await bob.getByLabel('Your video').count()).toBe(0);
     await callRegion(bob).getByRole('status').getByText(/In the call: .*alice/).waitFor();
-    await bob.getByRole('button', { name: 'Join call' }).waitFor();
+
+    // A fresh connection after leaving: nothing of the first one lingers.
+    await bob.getByRole('button', { name: 'Join call' }).click();
+    await expectPlaying(alice, BOB);
+    await expectPlaying(bob, ALICE);
 
     await alice.getByRole('button', { name: 'Leave call' }).click();
+    await expect.poll(() => videoOf(bob, ALICE).count(), WAIT).toBe(0);
+    await callRegion(bob).getByText('Waiting for others to join').waitFor();
+    await callRegion(alice).getByRole('status').getByText(/In the call: .*bob/).waitFor();
+
+    await bob.getByRole('button', { name: 'Leave call' }).click();
+    await alice.getByRole('button', { name: 'Start call' }).waitFor();
     await bob.getByRole('button', { name: 'Start call' }).waitFor();
-    expect(await callRegion(bob).count()).toBe(0);
     expect(await callRegion(alice).count()).toBe(0);
+    expect(await callRegion(bob).count()).toBe(0);
   });
 });
