@@ -94,15 +94,18 @@ class FakePeer {
   }
 }
 
-function setup(options: { media?: () => Promise<FakeStream>; live?: boolean } = {}) {
+function setup(options: { media?: () => Promise<FakeStream>; live?: boolean; refuseSends?: boolean } = {}) {
   const sent: ClientFrame[] = [];
   const peers: FakePeer[] = [];
   const streams: FakeStream[] = [];
   let listener: ((frame: ServerFrame) => void) | null = null;
   const env: CallEnvironment = {
     live: {
+      get live() {
+        return options.live !== false;
+      },
       send: (frame) => {
-        if (options.live === false) return false;
+        if (options.live === false || options.refuseSends) return false;
         sent.push(frame);
         return true;
       },
@@ -229,15 +232,23 @@ describe('the call client', () => {
     const offline = setup({ live: false });
     await offline.calls.join(ROOM);
     expect(offline.calls.getSnapshot().state.error?.message).toMatch(/Not connected to the server/);
-    expect(offline.peer().closed).toBe(true);
+    expect(offline.streams).toEqual([]);
+    expect(offline.peers).toEqual([]);
 
-    const dropped = setup();
+    // The socket dropped while the camera opened: nothing is left running.
+    const dropped = setup({ refuseSends: true });
     await dropped.calls.join(ROOM);
-    await dropped.receive({ type: 'call.answer', room_id: ROOM, sdp: 'server-answer' });
-    await dropped.receive({ type: 'call.participants', room_id: ROOM, user_ids: [ME], streams: { pm: ME } });
-    await dropped.receive({ type: 'call.participants', room_id: ROOM, user_ids: [], streams: {} });
+    expect(dropped.calls.getSnapshot().state.error?.message).toMatch(/Not connected to the server/);
     expect(dropped.peer().closed).toBe(true);
     expect(dropped.streams[0]?.getTracks().every((t) => t.stopped)).toBe(true);
-    expect(dropped.calls.getSnapshot().state.error?.message).toBe('You were disconnected from the call');
+
+    const removed = setup();
+    await removed.calls.join(ROOM);
+    await removed.receive({ type: 'call.answer', room_id: ROOM, sdp: 'server-answer' });
+    await removed.receive({ type: 'call.participants', room_id: ROOM, user_ids: [ME], streams: { pm: ME } });
+    await removed.receive({ type: 'call.participants', room_id: ROOM, user_ids: [], streams: {} });
+    expect(removed.peer().closed).toBe(true);
+    expect(removed.streams[0]?.getTracks().every((t) => t.stopped)).toBe(true);
+    expect(removed.calls.getSnapshot().state.error?.message).toBe('You were disconnected from the call');
   });
 });

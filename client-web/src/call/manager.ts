@@ -11,7 +11,7 @@ import { describeMediaError, initialCalls, reduceCalls, type CallAction, type Ca
 
 /** What the call client needs from the browser and the server. */
 export interface CallEnvironment {
-  live: Pick<LiveSocket, 'send' | 'subscribe'>;
+  live: Pick<LiveSocket, 'send' | 'subscribe' | 'live'>;
   /** ICE servers from `GET /voip/turnServer`; none when the server offers none. */
   turnServers: () => Promise<RTCIceServer[]>;
   getUserMedia: (constraints: MediaStreamConstraints) => Promise<MediaStream>;
@@ -43,6 +43,8 @@ export interface CallView {
 }
 
 const VIDEO: MediaTrackConstraints = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 24 } };
+
+const OFFLINE = 'Not connected to the server; try again in a moment';
 
 function stopTracks(stream: MediaStream | null): void {
   for (const track of stream?.getTracks() ?? []) track.stop();
@@ -147,6 +149,8 @@ export class CallManager {
     const generation = this.generation;
     const stale = () => generation !== this.generation;
     try {
+      // Checked again when `call.join` goes out; this spares opening the camera for nothing.
+      if (!this.env.live.live) throw new Error(OFFLINE);
       const [stream, iceServers] = await Promise.all([this.openMedia(), this.iceServers()]);
       if (stale()) {
         stopTracks(stream);
@@ -185,7 +189,7 @@ export class CallManager {
       if (stale()) return;
       const sdp = peer.localDescription?.sdp ?? '';
       if (!this.env.live.send({ type: 'call.join', room_id: roomId, sdp })) {
-        throw new Error('Not connected to the server; try again in a moment');
+        throw new Error(OFFLINE);
       }
       this.dispatch({ type: 'joinSent' });
       const queued = this.localCandidates;
