@@ -1,7 +1,7 @@
 // Two people in two browser contexts against a real teatime: register, a
 // direct chat with typing and receipts, an image, a group renamed and a member
 // removed, unread counts, and both reconnecting after a server restart.
-// Screenshots of the main screens go to docs/screenshots/.
+// Screenshots of the main screens go to SCREENSHOTS (see harness.ts).
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';

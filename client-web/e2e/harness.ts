@@ -13,7 +13,13 @@ import { chromium, type Browser } from 'playwright-core';
 
 const clientDir = resolve(import.meta.dirname, '..');
 export const WEB_DIR = join(clientDir, 'dist');
-export const SCREENSHOTS = resolve(clientDir, '..', 'docs', 'screenshots');
+/**
+ * Where the tests put their screenshots: client-web/e2e-screenshots/ (ignored
+ * by git), or the committed docs/screenshots/ with TEATIME_UPDATE_SCREENSHOTS=1,
+ * so an ordinary run leaves the tree clean.
+ */
+export const SCREENSHOTS =
+  process.env.TEATIME_UPDATE_SCREENSHOTS === '1' ? resolve(clientDir, '..', 'docs', 'screenshots') : join(clientDir, 'e2e-screenshots');
 export const TEATIME_BIN =
   process.env.TEATIME_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(homedir(), '.cache', 'teatime-target'), 'debug', 'teatime');
 export const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
@@ -161,7 +167,10 @@ export async function startS3(): Promise<TestS3> {
   };
 }
 
-/** Headless Debian Chromium with the flags this machine needs (RECIPES.md), and `extraArgs`. */
+/**
+ * Headless Debian Chromium with the flags this machine needs (RECIPES.md), a
+ * fake camera and microphone that need no permission prompt, and `extraArgs`.
+ */
 export function launchBrowser(extraArgs: string[] = []): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`Chromium not found at ${CHROMIUM}: run scripts/install-test-deps.sh (Debian package chromium)`);
@@ -177,6 +186,8 @@ export function launchBrowser(extraArgs: string[] = []): Promise<Browser> {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream',
       ...extraArgs,
     ],
   });

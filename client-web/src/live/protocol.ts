@@ -1,9 +1,10 @@
 // The frames of TeaTime's WebSocket (`/_teatime/ws`, docs/websocket.md).
 //
-// Calls will ride the same socket (`call.join`, `call.answer`, `call.offer`,
-// `call.candidate`, `call.leave`, `call.participants`, `call.config`): a call
-// screen subscribes to those frames through `LiveSocket.subscribe` and sends
-// its own with `LiveSocket.send`, without the chat state knowing about them.
+// Calls ride the same socket (`call.join`, `call.answer`, `call.offer`,
+// `call.candidate`, `call.leave`, `call.participants`, `call.config`): the
+// call client (src/call/) subscribes to those frames through
+// `LiveSocket.subscribe`, types them (`call/frames.ts`) and sends its own with
+// `LiveSocket.send`, without the chat state knowing about them.
 
 /** Frames the server sends that the chat client acts on. */
 export type ChatFrame =

@@ -70,7 +70,7 @@ export class LiveSocket {
     this.options.onStatus('stopped');
   }
 
-  /** Receives every frame (chat frames and, later, call frames). */
+  /** Receives every frame (chat frames and call frames). */
   subscribe(listener: Listener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

@@ -1,5 +1,6 @@
-import { useState, useSyncExternalStore } from 'react';
+import { useEffect, useMemo, useState, useSyncExternalStore } from 'react';
 
+import { browserEnvironment, CallManager } from '../call/manager';
 import type { ChatClient } from '../state/chat';
 import { Dialogs, type DialogKind } from './Dialogs';
 import { RoomList } from './RoomList';
@@ -24,6 +25,11 @@ export function ChatScreen({
 }) {
   const view = useSyncExternalStore(client.subscribe, client.getSnapshot);
   const [dialog, setDialog] = useState<DialogKind | null>(null);
+  const calls = useMemo(() => new CallManager(client.session.userId, browserEnvironment(client.live, client.api)), [client]);
+  useEffect(() => {
+    calls.start();
+    return () => { calls.stop(); };
+  }, [calls]);
   const { chat } = view;
   const openRoom = chat.openRoomId ? chat.rooms[chat.openRoomId] : undefined;
 
@@ -74,6 +80,7 @@ export function ChatScreen({
           <RoomView
             key={openRoom.roomId}
             client={client}
+            calls={calls}
             state={chat}
             room={openRoom}
             loadingHistory={view.loadingHistory.has(openRoom.roomId)}

@@ -1,8 +1,11 @@
-import { useEffect, useLayoutEffect, useRef, useState, type SyntheticEvent, type KeyboardEvent } from 'react';
+import { useEffect, useLayoutEffect, useRef, useState, useSyncExternalStore, type SyntheticEvent, type KeyboardEvent } from 'react';
 
+import type { CallManager } from '../call/manager';
+import { participantsOf } from '../call/state';
 import type { ChatClient } from '../state/chat';
 import { displayName, isDirect, otherMembers, roomName, seenBy, type ClientState, type Room } from '../state/rooms';
 import { visibleItems } from '../state/timeline';
+import { CallPanel } from './CallPanel';
 import type { DialogKind } from './Dialogs';
 import { Message } from './Message';
 import { typingText } from './format';
@@ -63,15 +66,17 @@ function Composer({ client, room }: { client: ChatClient; room: Room }) {
   );
 }
 
-/** The open room: header, timeline with history on scroll, who is typing, the composer. */
+/** The open room: header, its call, timeline with history on scroll, who is typing, the composer. */
 export function RoomView({
   client,
+  calls,
   state,
   room,
   loadingHistory,
   onManage,
 }: {
   client: ChatClient;
+  calls: CallManager;
   state: ClientState;
   room: Room;
   loadingHistory: boolean;
@@ -90,6 +95,12 @@ export function RoomView({
   const roomId = room.roomId;
   const prevBatch = room.timeline.prevBatch;
   const hasMore = prevBatch !== null;
+  const callView = useSyncExternalStore(calls.subscribe, calls.getSnapshot);
+  const inThisCall = callView.state.active?.roomId === roomId;
+  const callOngoing = participantsOf(callView.state, roomId).length > 0;
+
+  // A call belongs to its room's screen: opening another room (or none) leaves it.
+  useEffect(() => () => { calls.leave(roomId); }, [calls, roomId]);
 
   // Reads older history when the top of the timeline comes into view.
   useEffect(() => {
@@ -148,6 +159,11 @@ export function RoomView({
           <span className="subtitle">{direct ? 'Direct chat' : `${memberCount} members`}</span>
         </div>
         <div className="room-actions">
+          {!inThisCall && (
+            <button type="button" className={callOngoing ? 'primary call-start' : 'quiet call-start'} onClick={() => void calls.join(roomId)}>
+              {callOngoing ? 'Join call' : 'Start call'}
+            </button>
+          )}
           {!direct && (
             <button type="button" className="quiet" onClick={() => { onManage('rename'); }}>
               Rename
@@ -161,6 +177,7 @@ export function RoomView({
           </button>
         </div>
       </header>
+      <CallPanel calls={calls} view={callView} room={room} />
       <div
         className="timeline"
         ref={scroller}
