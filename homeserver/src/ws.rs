@@ -183,6 +183,30 @@ fn participants_frame(change: &ParticipantsChanged) -> Value {
 
 type Sink = SplitSink<WebSocketStream, Message>;
 
+/// `call.participants` for each of `rooms` with a call going on, so a socket
+/// that just connected (or a member who just joined) sees calls already under
+/// way; later changes follow as they happen. `false` when the socket is gone.
+async fn announce_calls<'a>(
+    state: &AppState,
+    sink: &mut Sink,
+    rooms: impl Iterator<Item = &'a String>,
+) -> bool {
+    for room in rooms {
+        let participants = state.calls.sfu().participants(room).await;
+        if participants.is_empty() {
+            continue;
+        }
+        let change = ParticipantsChanged {
+            room: room.clone(),
+            participants,
+        };
+        if !send(sink, &participants_frame(&change)).await {
+            return false;
+        }
+    }
+    true
+}
+
 fn error_frame(error: &Error, re: Option<&str>) -> Value {
     let mut frame = error.to_matrix_json();
     frame["type"] = "error".into();
@@ -304,6 +328,9 @@ async fn serve(
         Ok(rooms) => rooms.unwrap_or_default(),
         Err(()) => return,
     };
+    if !announce_calls(&state, &mut sink, rooms.iter()).await {
+        return;
+    }
     let (signals, signal_queue) = mpsc::unbounded_channel();
     let mut calls = SocketCalls {
         signals,
@@ -412,6 +439,10 @@ impl Socket<'_> {
                     if relevant {
                         match deliver(state, self.sink, self.authed, &mut self.position).await {
                             Ok(Some(now_in)) => {
+                                let entered: Vec<&String> = now_in.difference(&self.rooms).collect();
+                                if !announce_calls(state, self.sink, entered.into_iter()).await {
+                                    return false;
+                                }
                                 self.rooms = now_in;
                                 // Members who left (or were kicked) leave the call too.
                                 self.calls.leave_except(state, &user_id, &self.rooms).await;

@@ -469,6 +469,86 @@ async fn three_participants_exchange_media_and_leavers_disappear() {
     server.finish().await;
 }
 
+/// The next `call.participants` frame on a plain (non-calling) socket.
+async fn next_participants(socket: &mut WsStream) -> Value {
+    loop {
+        let frame = next_frame(socket)
+            .await
+            .expect("a call.participants frame arrives");
+        if frame["type"] == "call.participants" {
+            return frame;
+        }
+    }
+}
+
+/// Sockets learn of a call already going on: one that connects during it,
+/// and one whose user joins the room during it.
+#[tokio::test]
+async fn calls_under_way_are_announced_to_newcomers() {
+    let server = start_server(Backend::Sqlite, |_| {}).await;
+    let alice = server.register("alice", common::PASSWORD).await;
+    let bob = server.register("bob", common::PASSWORD).await;
+    let carol = server.register("carol", common::PASSWORD).await;
+    let room = shared_room(&server, &[&alice, &bob]).await;
+    let mut a = Participant::join(&server, &alice, &room, PeerOptions::loopback()).await;
+    a.participants_become(&room, &[alice.user_id.as_str()])
+        .await;
+
+    let mut late = open_socket(&server, &bob.access_token).await;
+    let frame = next_participants(&mut late).await;
+    assert_eq!(frame["room_id"], room.as_str(), "{frame}");
+    assert_eq!(frame["user_ids"], json!([alice.user_id]), "{frame}");
+
+    let mut newcomer = open_socket(&server, &carol.access_token).await;
+    server.join(&carol.access_token, &room).await;
+    let frame = next_participants(&mut newcomer).await;
+    assert_eq!(frame["room_id"], room.as_str(), "{frame}");
+    assert_eq!(frame["user_ids"], json!([alice.user_id]), "{frame}");
+}
+
+/// A subscriber's decoder that lost its place asks for a key frame: the SFU
+/// passes the request on to the publisher, paced so that a burst of
+/// requests costs the publisher only a few key frames.
+#[tokio::test]
+async fn subscribers_key_frame_requests_reach_the_publisher() {
+    let server = start_server(Backend::Sqlite, |_| {}).await;
+    let alice = server.register("alice", common::PASSWORD).await;
+    let bob = server.register("bob", common::PASSWORD).await;
+    let room = shared_room(&server, &[&alice, &bob]).await;
+    let mut a = Participant::join(&server, &alice, &room, PeerOptions::loopback()).await;
+    let b = Participant::join(&server, &bob, &room, PeerOptions::loopback()).await;
+    let both = [alice.user_id.as_str(), bob.user_id.as_str()];
+    let streams = a.participants_become(&room, &both).await;
+    let alice_stream = stream_of(&streams, &alice.user_id);
+    eventually("bob receives alice's video", || {
+        b.received()
+            .iter()
+            .any(|t| t.stream_id == alice_stream && t.kind == RtpCodecKind::Video && t.packets > 30)
+    })
+    .await;
+    // The SFU's own requests when bob's subscription started are done by now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = a.peer.key_frame_requests();
+
+    for _ in 0..20 {
+        b.peer
+            .request_key_frame(&alice_stream)
+            .await
+            .expect("bob asks for a key frame");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eventually("alice is asked for a key frame", || {
+        a.peer.key_frame_requests() > before
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let passed = a.peer.key_frame_requests() - before;
+    assert!(
+        passed <= 8,
+        "{passed} of bob's 20 requests in one second reached alice: not paced"
+    );
+}
+
 /// The next `error` frame; no call frame may come before it.
 async fn next_error(socket: &mut WsStream) -> Value {
     loop {

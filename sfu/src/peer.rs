@@ -18,7 +18,9 @@ use webrtc::{
     runtime::TokioRuntime,
 };
 
-use crate::{Result, codec::Codec};
+use rtc::interceptor::Slot;
+
+use crate::{Result, codec::Codec, forward::KeyFrameRequests};
 
 /// ICE gives up on a silent connection after this long: the participant is
 /// then removed from the call.
@@ -56,7 +58,10 @@ pub(crate) async fn build(
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<Arc<dyn PeerConnection>> {
     let mut engine = media_engine()?;
-    let registry = register_default_interceptors(Registry::new(), &mut engine)?;
+    // Last in the chain (past every named slot), so the default interceptors
+    // have read each RTCP packet before it marks key-frame requests.
+    let registry = register_default_interceptors(Registry::new(), &mut engine)?
+        .with(Slot::from(14_000), KeyFrameRequests::default());
     let mut settings = SettingEngineBuilder::new()
         .with_crypto_provider(Arc::new(AwsLcRsProvider::new()))
         .with_ice_timeouts(

@@ -28,7 +28,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use crate::{
     Error, IceCandidate, ParticipantInfo, ParticipantsChanged, Result, Shared, Signal,
     SignalMessage,
-    forward::{self, Fanout, Output},
+    forward::{self, Fanout, KeyFrameThrottle, Output},
     ports::PortLease,
 };
 
@@ -85,6 +85,8 @@ struct Published {
     kind: RtpCodecKind,
     fanout: Arc<Fanout>,
     forwarder: AbortHandle,
+    /// Paces the subscribers' key-frame requests passed to the publisher.
+    key_frames: Arc<KeyFrameThrottle>,
 }
 
 /// Another participant's track, sent to this participant.
@@ -346,6 +348,7 @@ impl Room {
             kind,
             fanout,
             forwarder,
+            key_frames: Arc::default(),
         });
         tracing::debug!(room = %self.name, participant = %id, ssrc, mime = %published.codec.mime_type, "track published");
         let Some(publisher) = self.participants.get_mut(id) else {
@@ -552,7 +555,16 @@ async fn activate(subscriber: &str, subscription: &mut Subscription) {
         payload_type: codec.payload_type,
     });
     if subscription.source.kind == RtpCodecKind::Video {
-        forward::request_key_frame(&subscription.source.track, subscription.source.ssrc).await;
+        let source = &subscription.source;
+        // This first request may be lost (the subscriber's SRTP is not always
+        // ready yet); the subscriber's decoder then asks again itself.
+        forward::request_key_frame(&source.track, source.ssrc).await;
+        tokio::spawn(forward::relay_key_frame_requests(
+            subscription.local.clone(),
+            source.track.clone(),
+            source.ssrc,
+            source.key_frames.clone(),
+        ));
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use webrtc::{
     media_stream::{
         MediaStreamTrack,
-        track_local::{TrackLocal, static_rtp::TrackLocalStaticRTP},
+        track_local::{TrackLocal, TrackLocalEvent, static_rtp::TrackLocalStaticRTP},
         track_remote::{TrackRemote, TrackRemoteEvent},
     },
     peer_connection::{
@@ -34,6 +34,7 @@ use webrtc::{
 use crate::{
     Error, IceCandidate, Result, RtpCodecKind,
     codec::Codec,
+    forward,
     peer::{self, PeerPlacement},
 };
 
@@ -88,6 +89,10 @@ struct Published {
 #[derive(Default)]
 struct Inbox {
     tracks: HashMap<String, ReceivedTrack>,
+    /// The received tracks themselves, by track id (to send feedback on).
+    remote: HashMap<String, Arc<dyn TrackRemote>>,
+    /// Key-frame requests (PLI, FIR) that reached this peer's video tracks.
+    key_frame_requests: u64,
     /// One-way latencies of received packets, while recording.
     latencies: Option<Vec<Duration>>,
 }
@@ -128,6 +133,11 @@ impl PeerConnectionEventHandler for ClientEvents {
         let stream_id = track.stream_id().await.to_string();
         let kind = track.kind().await;
         let inbox = self.inbox.clone();
+        inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remote
+            .insert(id.clone(), track.clone());
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
                 match event {
@@ -352,6 +362,10 @@ impl TestPeer {
             };
             let track = published.track.clone();
             let ssrc = published.ssrc;
+            if published.kind == RtpCodecKind::Video {
+                let counter = count_key_frame_requests(track.clone(), self.inbox.clone());
+                tasks.push(tokio::spawn(counter).abort_handle());
+            }
             tasks.push(tokio::spawn(send_loop(track, ssrc, payload_type, plan)).abort_handle());
         }
         Ok(Sending { tasks })
@@ -361,6 +375,37 @@ impl TestPeer {
     pub fn received(&self) -> Vec<ReceivedTrack> {
         let inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
         inbox.tracks.values().cloned().collect()
+    }
+
+    /// Key-frame requests that reached this peer's video since it started sending.
+    pub fn key_frame_requests(&self) -> u64 {
+        self.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .key_frame_requests
+    }
+
+    /// Asks, as a decoder does, for a key frame of each received video track
+    /// of the stream (RTCP PLI to the server).
+    pub async fn request_key_frame(&self, stream_id: &str) -> Result<()> {
+        let tracks: Vec<Arc<dyn TrackRemote>> = {
+            let inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            inbox
+                .tracks
+                .iter()
+                .filter(|(_, t)| t.stream_id == stream_id && t.kind == RtpCodecKind::Video)
+                .filter_map(|(id, _)| inbox.remote.get(id).cloned())
+                .collect()
+        };
+        if tracks.is_empty() {
+            return Err(Error::WebRtc(format!("no video received from {stream_id}")));
+        }
+        for track in tracks {
+            if let Some(ssrc) = track.ssrcs().await.first().copied() {
+                forward::request_key_frame(&track, ssrc).await;
+            }
+        }
+        Ok(())
     }
 
     /// Starts (or restarts) recording one-way latencies of received packets.
@@ -441,6 +486,23 @@ impl TestPeer {
     /// Closes the connection.
     pub async fn close(&self) -> Result<()> {
         Ok(self.peer.close().await?)
+    }
+}
+
+/// Counts the key-frame requests the server sends about `track`.
+async fn count_key_frame_requests(track: Arc<TrackLocalStaticRTP>, inbox: Arc<Mutex<Inbox>>) {
+    while let Some(event) = track.poll().await {
+        let TrackLocalEvent::OnRtcpPacket(packets) = event else {
+            continue;
+        };
+        let requests = packets
+            .iter()
+            .filter(|p| forward::is_key_frame_request(p.as_ref()))
+            .count();
+        inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .key_frame_requests += requests as u64;
     }
 }
 
