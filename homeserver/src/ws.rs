@@ -153,13 +153,14 @@ fn signal_frame(calls: &mut SocketCalls, signal: Signal) -> Option<Value> {
             "sdp_mid": candidate.sdp_mid,
             "sdp_mline_index": candidate.sdp_mline_index,
         })),
-        // Out of the call (connection failed, or replaced by another join):
-        // the next `call.participants` says so.
+        // Out of the call: its connection failed, or another join of the
+        // user (another device, a reconnect) replaced this one.
         SignalMessage::Ended { session } => {
-            if calls.joined.get(&room_id) == Some(&session) {
-                calls.joined.remove(&room_id);
+            if calls.joined.get(&room_id) != Some(&session) {
+                return None;
             }
-            None
+            calls.joined.remove(&room_id);
+            Some(json!({ "type": "call.ended", "room_id": room_id }))
         }
     }
 }

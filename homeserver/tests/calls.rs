@@ -506,6 +506,27 @@ async fn calls_under_way_are_announced_to_newcomers() {
     assert_eq!(frame["user_ids"], json!([alice.user_id]), "{frame}");
 }
 
+/// Joining a call again (another device) replaces the earlier connection,
+/// whose socket is told with `call.ended`.
+#[tokio::test]
+async fn a_second_join_ends_the_first() {
+    let server = start_server(Backend::Sqlite, |_| {}).await;
+    let alice = server.register("alice", common::PASSWORD).await;
+    let room = shared_room(&server, &[&alice]).await;
+    let mut first = Participant::join(&server, &alice, &room, PeerOptions::loopback()).await;
+    let other_device = server.login("alice", common::PASSWORD).await;
+    let mut second =
+        Participant::join(&server, &other_device, &room, PeerOptions::loopback()).await;
+    let ended = first.next_of("call.ended").await;
+    assert_eq!(ended["room_id"], room.as_str(), "{ended}");
+    // The second connection is the one in the call; it leaves normally.
+    second.send(json!({ "type": "call.leave", "room_id": room }));
+    second.participants_become(&room, &[]).await;
+    first.send(json!({ "type": "call.leave", "room_id": room }));
+    let error = first.next_of("error").await;
+    assert_eq!(error["errcode"], "M_NOT_FOUND", "{error}");
+}
+
 /// A subscriber's decoder that lost its place asks for a key frame: the SFU
 /// passes the request on to the publisher, paced so that a burst of
 /// requests costs the publisher only a few key frames.

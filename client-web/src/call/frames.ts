@@ -10,6 +10,7 @@ export type CallFrame =
   | { type: 'call.config'; room_id: string; ice_servers: RTCIceServer[] }
   | { type: 'call.answer'; room_id: string; sdp: string }
   | { type: 'call.offer'; room_id: string; sdp: string }
+  | { type: 'call.ended'; room_id: string }
   | { type: 'call.candidate'; room_id: string; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null };
 
 function isStringArray(value: unknown): value is string[] {
@@ -60,6 +61,8 @@ export function parseCallFrame(frame: ServerFrame): CallFrame | null {
     case 'call.answer':
     case 'call.offer':
       return typeof fields.sdp === 'string' ? { type: frame.type, room_id: roomId, sdp: fields.sdp } : null;
+    case 'call.ended':
+      return { type: 'call.ended', room_id: roomId };
     case 'call.candidate': {
       const { candidate, sdp_mid: mid, sdp_mline_index: index } = fields;
       if (typeof candidate !== 'string') return null;

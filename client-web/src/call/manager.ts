@@ -295,11 +295,10 @@ export class CallManager {
             this.env.live.send({ type: 'call.answer', room_id: roomId, sdp });
           };
           // The server starts forwarding a track, and asks its publisher for
-          // a key frame, when it gets the answer. Before our connection is up
-          // that key frame is lost, and the server does not pass on the key
-          // frame requests our browser then makes: the video would stay black
-          // until the publisher's next key frame. So the first answer waits
-          // for the connection (the server sends no new offer meanwhile).
+          // a key frame, when it gets the answer; before our connection is up
+          // that key frame is lost and the video stays black until our
+          // browser's own key-frame request gets through. So the first answer
+          // waits for the connection (the server sends no new offer meanwhile).
           if (peer.connectionState === 'connected') send();
           else this.heldAnswers.push(send);
         });
@@ -314,6 +313,7 @@ export class CallManager {
         return;
       }
       case 'call.participants':
+      case 'call.ended':
         return;
     }
   }

@@ -88,7 +88,7 @@ describe("who is in a room's call", () => {
     expect(state.rooms[ROOM]).toBeUndefined();
   });
 
-  it('forgets everything when the socket reconnects (the server announces changes only)', () => {
+  it('forgets everything when the socket reconnects (the server announces the calls afresh)', () => {
     const state = run(joined(), frame(participants([BOB, ME], { p1: BOB, p2: ME })), frame({ type: 'auth.success', user_id: ME, device_id: 'D', token: 't' }));
     expect(state.rooms).toEqual({});
     expect(state.active).toBeNull();
@@ -150,6 +150,14 @@ describe('joining and leaving', () => {
     expect(state.active).toBeNull();
     expect(state.error?.message).toBe('You were disconnected from the call');
     expect(participantsOf(state, ROOM)).toEqual([BOB]);
+  });
+
+  it('ends the call when another device of ours joins it, but not for another room', () => {
+    let state = reduceCalls(joined(), frame({ type: 'call.ended', room_id: '!other:x' }));
+    expect(state.active).not.toBeNull();
+    state = reduceCalls(state, frame({ type: 'call.ended', room_id: ROOM }));
+    expect(state.active).toBeNull();
+    expect(state.error?.message).toMatch(/another device/);
   });
 
   it('ends the call when the peer connection fails, and follows its other states', () => {

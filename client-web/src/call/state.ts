@@ -101,6 +101,7 @@ const ended = {
   connectionFailed: 'The call connection failed (the network between you and the server may block it)',
   dropped: 'You were disconnected from the call',
   socketLost: 'The connection to the server was interrupted, which ended the call; join it again',
+  replaced: 'You joined this call from another device or tab, which ended it here',
 };
 
 function end(state: CallsState, message: string | null): CallsState {
@@ -116,7 +117,7 @@ function withActive(state: CallsState, change: (active: ActiveCall) => ActiveCal
 
 function applyServerFrame(state: CallsState, frame: ServerFrame): CallsState {
   // A new socket (a reconnect): the server took us out of our calls when the
-  // old one closed, and announces participants only when they change.
+  // old one closed, and announces the calls under way afresh.
   if (frame.type === 'auth.success') return { ...end(state, ended.socketLost), rooms: {} };
   if (frame.type === 'error') {
     const { active } = state;
@@ -141,6 +142,7 @@ function applyServerFrame(state: CallsState, frame: ServerFrame): CallsState {
     if (next.active.listed && !listed) return end(next, ended.dropped);
     return listed && !next.active.listed ? { ...next, active: { ...next.active, listed } } : next;
   }
+  if (call.type === 'call.ended' && ours) return end(state, ended.replaced);
   if (call.type === 'call.answer' && ours) {
     return withActive(state, (active) => (active.phase === 'joining' ? { ...active, phase: 'joined' } : active));
   }
