@@ -153,6 +153,9 @@ ip_range_blacklist: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
 trusted_key_servers: []
 suppress_key_server_warning: true
 allow_public_rooms_over_federation: true
+# Synapse publishes nothing in its room directory unless a rule allows it
+# (createRoom with visibility public then quietly keeps the room unlisted).
+room_list_publication_rules: [{action: allow}]
 
 # Synapse keeps a /sync answer for 2 minutes and gives it again to the same
 # request; the tests poll /sync for what changed since, so no such cache.

@@ -16,6 +16,8 @@
 
 mod public_rooms;
 
+use std::sync::Arc;
+
 use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId, ServerName, UserId};
 
 pub use public_rooms::{PublicRoomEntry, PublicRoomsPage, PublicRoomsQuery};
@@ -23,6 +25,7 @@ pub use public_rooms::{PublicRoomEntry, PublicRoomsPage, PublicRoomsQuery};
 use crate::{
     auth::Authed,
     error::{Error, Result},
+    remote::Remote,
     rooms::power,
     storage::{DirectoryRoom, Store},
 };
@@ -39,6 +42,8 @@ pub struct ResolvedAlias {
 pub struct Directory {
     store: Store,
     server_name: OwnedServerName,
+    /// Asks other servers for their published rooms.
+    remote: Arc<Remote>,
 }
 
 /// Parses a room alias from a request.
@@ -54,10 +59,14 @@ pub fn parse_room_id(room_id: &str) -> Result<&RoomId> {
 
 impl Directory {
     /// The service for the server called `server_name`.
-    pub fn new(store: Store, server_name: &str) -> Result<Self> {
+    pub fn new(store: Store, server_name: &str, remote: Arc<Remote>) -> Result<Self> {
         let server_name = ServerName::parse(server_name)
             .map_err(|e| Error::Internal(format!("server name: {e}")))?;
-        Ok(Self { store, server_name })
+        Ok(Self {
+            store,
+            server_name,
+            remote,
+        })
     }
 
     /// This server's name: the domain of its aliases.
@@ -257,17 +266,24 @@ impl Directory {
         self.set_published(room_id, publish).await
     }
 
-    /// `GET`/`POST /publicRooms`: a page of the published room directory.
+    /// `GET`/`POST /publicRooms`: a page of the published room directory,
+    /// this server's or, with `server`, another's (over federation).
     pub async fn public_rooms(&self, query: PublicRoomsQuery) -> Result<PublicRoomsPage> {
         if let Some(server) = query.server.as_deref()
             && server != self.server_name.as_str()
         {
-            return Err(Error::InvalidParam(
-                "the published room directories of other servers cannot be fetched yet".into(),
-            ));
+            let server = ServerName::parse(server)
+                .map_err(|e| Error::InvalidParam(format!("invalid server name: {e}")))?;
+            return self.remote.public_rooms(&server, &query).await;
         }
+        self.local_public_rooms(&query).await
+    }
+
+    /// A page of this server's published room directory (also what other
+    /// servers get from `/_matrix/federation/v1/publicRooms`).
+    pub async fn local_public_rooms(&self, query: &PublicRoomsQuery) -> Result<PublicRoomsPage> {
         let rooms = self.store.published_rooms().await?;
-        public_rooms::page(rooms, &query)
+        public_rooms::page(rooms, query)
     }
 
     async fn known_room(&self, room_id: &RoomId) -> Result<DirectoryRoom> {

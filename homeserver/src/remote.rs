@@ -10,6 +10,7 @@ use std::{
 use crate::{
     accounts::Profile,
     config::Config,
+    directory::{PublicRoomEntry, PublicRoomsPage, PublicRoomsQuery},
     error::{Error, Result},
     storage::{Store, now_ms},
 };
@@ -272,6 +273,69 @@ impl Remote {
             avatar_url: text("avatar_url"),
         })
     }
+}
+
+impl Remote {
+    /// A page of `server`'s published room directory
+    /// (`POST /_matrix/federation/v1/publicRooms`).
+    pub async fn public_rooms(
+        &self,
+        server: &ServerName,
+        query: &PublicRoomsQuery,
+    ) -> Result<PublicRoomsPage> {
+        let mut filter = serde_json::Map::new();
+        if let Some(term) = &query.generic_search_term {
+            filter.insert("generic_search_term".into(), term.clone().into());
+        }
+        if let Some(types) = &query.room_types {
+            filter.insert("room_types".into(), serde_json::json!(types));
+        }
+        let mut body = serde_json::json!({ "filter": filter });
+        for (field, value) in [
+            ("since", query.since.clone().map(Into::into)),
+            ("limit", query.limit.map(Into::into)),
+            (
+                "third_party_instance_id",
+                query.third_party_instance_id.clone().map(Into::into),
+            ),
+        ] {
+            if let Some(value) = value {
+                body[field] = value;
+            }
+        }
+        let answer = self
+            .client
+            .request_json(
+                server,
+                Method::POST,
+                "/_matrix/federation/v1/publicRooms",
+                Some(&body),
+            )
+            .await
+            .map_err(|e| {
+                Error::BadGateway(format!("{server} did not list its public rooms: {e}"))
+            })?;
+        let page: RemotePublicRooms = serde_json::from_value(answer).map_err(|e| {
+            Error::BadGateway(format!("{server} listed its public rooms wrongly: {e}"))
+        })?;
+        Ok(PublicRoomsPage {
+            total_room_count_estimate: page
+                .total_room_count_estimate
+                .unwrap_or(i64::try_from(page.chunk.len()).unwrap_or(i64::MAX)),
+            chunk: page.chunk,
+            next_batch: page.next_batch,
+            prev_batch: page.prev_batch,
+        })
+    }
+}
+
+/// Another server's `publicRooms` answer, as far as this server passes it on.
+#[derive(serde::Deserialize)]
+struct RemotePublicRooms {
+    chunk: Vec<PublicRoomEntry>,
+    next_batch: Option<String>,
+    prev_batch: Option<String>,
+    total_room_count_estimate: Option<i64>,
 }
 
 fn known_keys(checked: &RemoteServerKeys, fetched: Option<Instant>) -> KnownKeys {

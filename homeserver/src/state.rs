@@ -84,13 +84,13 @@ impl AppState {
             notifier.clone(),
         ));
         let accounts = Accounts::new(store.clone(), sessions.clone(), config.clone());
-        let directory = Directory::new(store.clone(), &config.server_name)?;
         let account_data = AccountData::new(store.clone(), notifier.clone());
         let filters = Filters::new(store.clone());
         let signing_key = Arc::new(SigningKey::load_or_generate(
             &config.data_dir.join(SIGNING_KEY_FILE),
         )?);
         let remote = Arc::new(Remote::new(&config, store.clone(), signing_key.clone())?);
+        let directory = Directory::new(store.clone(), &config.server_name, remote.clone())?;
         let server_name = ruma::ServerName::parse(&config.server_name)
             .map_err(|e| Error::Internal(format!("server name: {e}")))?;
         let rooms = Rooms::new(

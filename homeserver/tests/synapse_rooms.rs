@@ -138,3 +138,72 @@ async fn a_teatime_user_invites_a_synapse_user_to_a_direct_message() {
     alice.sees(&room, "hi alice").await;
     teatime.finish().await;
 }
+
+/// The names of the rooms in `server`'s published directory, as `client`'s
+/// own server fetches it (over federation when `server` is the other one).
+async fn listed_rooms(client: &Client, server: &str, filter: serde_json::Value) -> Vec<String> {
+    let path = format!(
+        "/_matrix/client/v3/publicRooms?server={}",
+        common::encode(server)
+    );
+    let page = client
+        .ok(reqwest::Method::POST, &path, json!({ "filter": filter }))
+        .await;
+    page["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter_map(|room| room["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Each server's published rooms are listed through the other's client API.
+#[tokio::test]
+async fn public_rooms_are_listed_across_both_ways() {
+    let synapse = Synapse::start().await;
+    let teatime = TestServer::start_federating(Backend::Sqlite).await;
+    let sam = synapse.client(&synapse.register("sam", PASSWORD).await);
+    let alice = teatime.client(&teatime.register("alice", PASSWORD).await);
+    let teatime_name = teatime.config().server_name.clone();
+    for (client, name) in [(&sam, "Synapse lobby"), (&alice, "TeaTime lobby")] {
+        client
+            .create_room(json!({ "preset": "public_chat", "visibility": "public", "name": name }))
+            .await;
+        client
+            .create_room(json!({ "preset": "public_chat", "name": format!("{name} (unlisted)") }))
+            .await;
+    }
+
+    let on_synapse = listed_rooms(&alice, &synapse.server_name, json!({})).await;
+    assert_eq!(on_synapse, ["Synapse lobby"]);
+    let on_teatime = listed_rooms(&sam, &teatime_name, json!({})).await;
+    assert_eq!(on_teatime, ["TeaTime lobby"]);
+    let searched = listed_rooms(
+        &sam,
+        &teatime_name,
+        json!({ "generic_search_term": "nothing" }),
+    )
+    .await;
+    assert!(searched.is_empty(), "{searched:?}");
+    let searched = listed_rooms(
+        &alice,
+        &synapse.server_name,
+        json!({ "generic_search_term": "lobby" }),
+    )
+    .await;
+    assert_eq!(searched, ["Synapse lobby"]);
+
+    // Without an access token, TeaTime lists only its own directory.
+    let (status, body) = teatime
+        .get(
+            &format!(
+                "/_matrix/client/v3/publicRooms?server={}",
+                common::encode(&synapse.server_name)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["errcode"], "M_MISSING_TOKEN", "{body}");
+    teatime.finish().await;
+}

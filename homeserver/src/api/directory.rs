@@ -12,7 +12,7 @@ use poem_openapi::{
 use super::{AccessToken, Tag, session::Empty};
 use crate::{
     directory::{PublicRoomEntry, PublicRoomsPage, PublicRoomsQuery},
-    error::Result,
+    error::{Error, Result},
     state::AppState,
 };
 
@@ -89,7 +89,7 @@ impl From<PublicRoomEntry> for PublicRoomsChunk {
 
 #[derive(Object)]
 #[oai(skip_serializing_if_is_none)]
-struct PublicRoomsResponse {
+pub(crate) struct PublicRoomsResponse {
     chunk: Vec<PublicRoomsChunk>,
     /// Fetches the next page; absent on the last page.
     next_batch: Option<String>,
@@ -121,7 +121,7 @@ struct PublicRoomsFilter {
 }
 
 #[derive(Object)]
-struct PublicRoomsRequest {
+pub(crate) struct PublicRoomsRequest {
     /// The most rooms to return.
     limit: Option<i64>,
     /// A `next_batch` or `prev_batch` token of an earlier response.
@@ -133,6 +133,25 @@ struct PublicRoomsRequest {
     /// Only rooms of this bridged network (this server bridges none).
     #[oai(deserialize_with = "crate::api::strings_only")]
     third_party_instance_id: Option<String>,
+}
+
+impl PublicRoomsRequest {
+    /// The query this request makes of `server`'s directory (`None`: this server's).
+    pub(crate) fn into_query(self, server: Option<String>) -> PublicRoomsQuery {
+        // This server bridges no networks: including all of them changes nothing.
+        let _ = self.include_all_networks;
+        let (generic_search_term, room_types) = self
+            .filter
+            .map_or((None, None), |f| (f.generic_search_term, f.room_types));
+        PublicRoomsQuery {
+            limit: self.limit,
+            since: self.since,
+            server,
+            generic_search_term,
+            room_types,
+            third_party_instance_id: self.third_party_instance_id,
+        }
+    }
 }
 
 pub struct DirectoryApi;
@@ -263,7 +282,9 @@ impl DirectoryApi {
 
     /// # GET /_matrix/client/v3/publicRooms
     /// A page of the published room directory, rooms with the most joined
-    /// members first. Needs no access token.
+    /// members first. Needs no access token for this server's directory;
+    /// another server's (`server`) is listed through the POST form, for
+    /// users with an access token (401 `M_MISSING_TOKEN` here).
     #[oai(
         path = "/_matrix/client/v3/publicRooms",
         method = "get",
@@ -276,12 +297,20 @@ impl DirectoryApi {
         since: Query<Option<String>>,
         server: Query<Option<String>>,
     ) -> Result<Json<PublicRoomsResponse>> {
+        // Asking another server costs this one a federation request: only
+        // for users with an access token, through the POST form.
+        if server
+            .0
+            .as_deref()
+            .is_some_and(|server| server != state.directory.server_name().as_str())
+        {
+            return Err(Error::MissingToken);
+        }
         let page = state
             .directory
             .public_rooms(PublicRoomsQuery {
                 limit: limit.0,
                 since: since.0,
-                server: server.0,
                 ..PublicRoomsQuery::default()
             })
             .await?;
@@ -289,7 +318,9 @@ impl DirectoryApi {
     }
 
     /// # POST /_matrix/client/v3/publicRooms
-    /// A page of the published room directory, filtered.
+    /// A page of the published room directory, filtered: this server's, or
+    /// with `server` another's, fetched over federation (502 when it does
+    /// not answer).
     #[oai(
         path = "/_matrix/client/v3/publicRooms",
         method = "post",
@@ -302,22 +333,9 @@ impl DirectoryApi {
         server: Query<Option<String>>,
         body: Json<PublicRoomsRequest>,
     ) -> Result<Json<PublicRoomsResponse>> {
-        let body = body.0;
-        // This server bridges no networks: including all of them changes nothing.
-        let _ = body.include_all_networks;
-        let (generic_search_term, room_types) = body
-            .filter
-            .map_or((None, None), |f| (f.generic_search_term, f.room_types));
         let page = state
             .directory
-            .public_rooms(PublicRoomsQuery {
-                limit: body.limit,
-                since: body.since,
-                server: server.0,
-                generic_search_term,
-                room_types,
-                third_party_instance_id: body.third_party_instance_id,
-            })
+            .public_rooms(body.0.into_query(server.0))
             .await?;
         Ok(Json(page.into()))
     }

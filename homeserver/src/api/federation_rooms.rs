@@ -13,9 +13,13 @@ use poem_openapi::{
 use ruma::{CanonicalJsonObject, OwnedEventId, OwnedServerName};
 use serde_json::{Value, json};
 
-use super::{ServerSignature, Tag, parse_event_id, parse_user_id};
+use super::{
+    ServerSignature, Tag,
+    directory::{PublicRoomsRequest, PublicRoomsResponse},
+    parse_event_id, parse_user_id,
+};
 use crate::{
-    directory::parse_room_id,
+    directory::{PublicRoomsQuery, parse_room_id},
     error::{Error, Result},
     servers::{history, membership, transactions},
     state::AppState,
@@ -322,6 +326,52 @@ impl FederationRoomsApi {
                 min_depth,
             )
             .await?,
+        ))
+    }
+
+    /// # GET /_matrix/federation/v1/publicRooms
+    /// A page of this server's published room directory, for another server.
+    #[oai(
+        path = "/_matrix/federation/v1/publicRooms",
+        method = "get",
+        operation_id = "federationPublicRooms"
+    )]
+    async fn public_rooms(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _origin: ServerSignature,
+        limit: Query<Option<i64>>,
+        since: Query<Option<String>>,
+        third_party_instance_id: Query<Option<String>>,
+    ) -> Result<Json<PublicRoomsResponse>> {
+        let query = PublicRoomsQuery {
+            limit: limit.0,
+            since: since.0,
+            third_party_instance_id: third_party_instance_id.0,
+            ..PublicRoomsQuery::default()
+        };
+        Ok(Json(
+            state.directory.local_public_rooms(&query).await?.into(),
+        ))
+    }
+
+    /// # POST /_matrix/federation/v1/publicRooms
+    /// A page of this server's published room directory, filtered, for
+    /// another server.
+    #[oai(
+        path = "/_matrix/federation/v1/publicRooms",
+        method = "post",
+        operation_id = "federationQueryPublicRooms"
+    )]
+    async fn query_public_rooms(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _origin: ServerSignature,
+        body: Json<PublicRoomsRequest>,
+    ) -> Result<Json<PublicRoomsResponse>> {
+        let query = body.0.into_query(None);
+        Ok(Json(
+            state.directory.local_public_rooms(&query).await?.into(),
         ))
     }
 

@@ -34,12 +34,14 @@ pub struct PublicRoomsQuery {
     pub third_party_instance_id: Option<String>,
 }
 
-/// One room of the directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One room of the directory (also as another server lists it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct PublicRoomEntry {
     pub room_id: String,
     pub num_joined_members: i64,
+    #[serde(default)]
     pub world_readable: bool,
+    #[serde(default)]
     pub guest_can_join: bool,
     pub name: Option<String>,
     pub topic: Option<String>,
