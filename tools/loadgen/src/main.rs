@@ -89,9 +89,10 @@ struct Args {
     /// `idle-sockets`: sockets checked with `ping` (spread evenly).
     #[arg(long, default_value_t = 1000)]
     ping_sample: usize,
-    /// `idle-sockets`: after the `phase=registered` and `phase=open` lines, wait
-    /// for a line on stdin (at most 120 s, EOF goes on at once) so that a
-    /// script can measure the server in between.
+    /// `idle-sockets`: after the `phase=registered` and `phase=open` lines,
+    /// `federation-backlog` after `phase=queued`, `big-join` after
+    /// `phase=built`, wait for a line on stdin (at most 120 s, EOF goes on at
+    /// once) so that a script can measure the server in between.
     #[arg(long)]
     pause_on_stdin: bool,
     /// `media`: file sizes in MB, comma-separated.
@@ -118,6 +119,9 @@ struct Args {
     /// `federation-backlog`: an access token of an administrator of A.
     #[arg(long)]
     admin_token: Option<String>,
+    /// `federation-backlog`: how B's arrivals are seen.
+    #[arg(long, value_enum, default_value_t = federation::Watch::Socket)]
+    watch: federation::Watch,
     /// `big-join`: members of the room B joins (its creator included).
     #[arg(long, default_value_t = 1000)]
     members: usize,
@@ -254,6 +258,7 @@ async fn main() -> Result<()> {
                     admin_token: args.admin_token.clone(),
                     sends: args.sends,
                     clients: args.clients,
+                    watch: args.watch,
                     members: args.members,
                     state_events: args.state_events,
                     concurrency: args.concurrency,
