@@ -51,8 +51,10 @@ loadgen="$CARGO_TARGET_DIR/release/teatime-loadgen"
 a_cpu="taskset -c 0"; b_cpu="taskset -c 1"
 command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ] || { a_cpu=""; b_cpu=""; }
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d)
 pids=()
+perf_pids=()
 loadgen_pid=""
 cleanup() {
     exec 3>&- 2>/dev/null || true
@@ -60,6 +62,10 @@ cleanup() {
         kill "$loadgen_pid" 2>/dev/null || true
         wait "$loadgen_pid" 2>/dev/null || true
     fi
+    for pid in "${perf_pids[@]}"; do
+        kill -INT "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     for pid in "${pids[@]}"; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
@@ -137,7 +143,6 @@ lines() { wc -l <"$1" | tr -d ' '; }
 # plain LOG FROM_LINE: the log from that line on, without terminal colours.
 plain() { tail -n +"$(($2 + 1))" "$1" | sed 's/\x1b\[[0-9;]*m//g'; }
 failed=()
-perf_pids=()
 
 # profile_start NAME / profile_stop NAME: with PROFILE=1, perf samples both
 # servers between the two (PERF_ARGS, default -F 999: no call graphs), into
@@ -188,7 +193,7 @@ measure() {
         on_pause "$name"
         profile_start "$name"
     fi
-    echo >&3 || true
+    echo 2>/dev/null >&3 || true
     exec 3>&-
     trap - PIPE
     if ! wait "$loadgen_pid"; then failed+=("$name"); fi
@@ -228,10 +233,11 @@ for name in A B; do
     fi
 done
 
-python3 - "$work" "$sends" "$clients" "$members" "$state_events" <<'PY'
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 - "$work" "$sends" "$clients" "$members" "$state_events" "$load_start" "$load_end" <<'PY'
 import re, sys
 from datetime import timedelta, datetime
-work, sends, clients, members, state_events = sys.argv[1:6]
+work, sends, clients, members, state_events, load_start, load_end = sys.argv[1:8]
 def fields(path):
     rows = {}
     try:
@@ -325,6 +331,9 @@ if send and client:
           f"B's join request took {client[-1]} ms, so B spent about "
           f"{client[-1] - send[-1] - (make[-1] if make else 0)} ms on the rest (the transfer, checking the "
           f"signatures and auth of the state and auth chain, storing them)")
+
+print(f"\nload average (1, 5, 15 min) at start {load_start}, at end {load_end} "
+      f"(2 cores: more than 2 means the pinned servers shared their cores)")
 
 import glob, os
 for path in sorted(glob.glob(f"{work}/*.perf.txt")):
