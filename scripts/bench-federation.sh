@@ -96,7 +96,7 @@ prepare() {
     mkdir -p "$work/$1"
 }
 
-# start NAME CPU...: serves teatime NAME; prints its client API base URL.
+# start NAME [PINNING...]: serves teatime NAME (the command prefix PINNING, e.g. taskset) and waits for it.
 start() {
     local name=$1 port base
     shift
