@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR
 
 TEATIME_DEBUG_BIN := $(CARGO_TARGET_DIR)/debug/teatime
 
-.PHONY: run web test test-deps lint check-infra test-rust test-interop test-web openapi bench bench-rooms bench-delivery bench-media bench-calls
+.PHONY: run web test test-deps lint check-infra test-rust test-interop test-web openapi bench bench-rooms bench-delivery bench-media bench-calls bench-federation
 
 run: web
 	cargo run --release -p homeserver --bin teatime -- serve
@@ -84,3 +84,8 @@ bench-media: scripts/bench-media.sh
 # Forwarded packets/s, CPU per forwarded packet and added latency of calls of 2, 4 and 8.
 bench-calls: scripts/bench-calls.sh
 	scripts/bench-calls.sh
+
+# Inbound PDUs/s of a federation backlog (50-PDU transactions) and the time of a
+# join from another server into a room of 1,000 members and 10,000 state events.
+bench-federation: scripts/bench-federation.sh
+	scripts/bench-federation.sh

@@ -28,6 +28,13 @@
 //! `--participants` sizes through the SFU: forwarded packets/s, server CPU
 //! per forwarded packet, latency added by the SFU.
 //!
+//! Federation (only when named; see `federation.rs`), between the server at
+//! `--base` (A) and another at `--remote-base` (B) that federate:
+//! `federation-backlog` (`--sends` messages queued on A for B while A's
+//! administrator denies B, then the time B takes to receive them all) and
+//! `big-join` (a user of B joins a room of A with `--members` members and
+//! `--state-events` state events).
+//!
 //! Any error makes the exit status 1.
 
 use std::{
@@ -36,6 +43,7 @@ use std::{
 };
 
 mod calls;
+mod federation;
 mod media;
 mod realtime;
 
@@ -81,9 +89,10 @@ struct Args {
     /// `idle-sockets`: sockets checked with `ping` (spread evenly).
     #[arg(long, default_value_t = 1000)]
     ping_sample: usize,
-    /// `idle-sockets`: after the `phase=registered` and `phase=open` lines, wait
-    /// for a line on stdin (at most 120 s, EOF goes on at once) so that a
-    /// script can measure the server in between.
+    /// `idle-sockets`: after the `phase=registered` and `phase=open` lines,
+    /// `federation-backlog` after `phase=queued`, `big-join` after
+    /// `phase=built`, wait for a line on stdin (at most 120 s, EOF goes on at
+    /// once) so that a script can measure the server in between.
     #[arg(long)]
     pause_on_stdin: bool,
     /// `media`: file sizes in MB, comma-separated.
@@ -104,6 +113,21 @@ struct Args {
     /// `calls`: the server's process id, to read its CPU time.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Federation scenarios: base URL of the second server (B), federating with `--base` (A).
+    #[arg(long)]
+    remote_base: Option<String>,
+    /// `federation-backlog`: an access token of an administrator of A.
+    #[arg(long)]
+    admin_token: Option<String>,
+    /// `federation-backlog`: how B's arrivals are seen.
+    #[arg(long, value_enum, default_value_t = federation::Watch::Socket)]
+    watch: federation::Watch,
+    /// `big-join`: members of the room B joins (its creator included).
+    #[arg(long, default_value_t = 1000)]
+    members: usize,
+    /// `big-join`: state events of the room B joins (members included).
+    #[arg(long, default_value_t = 10000)]
+    state_events: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -118,6 +142,8 @@ enum Scenario {
     Media,
     BigUpload,
     Calls,
+    FederationBacklog,
+    BigJoin,
 }
 
 #[tokio::main]
@@ -221,6 +247,30 @@ async fn main() -> Result<()> {
                 failed |= !calls::calls(&run, &call_settings).await?;
                 continue;
             }
+            Scenario::FederationBacklog | Scenario::BigJoin => {
+                let federation_settings = federation::Settings {
+                    remote_base: args
+                        .remote_base
+                        .as_deref()
+                        .context("federation scenarios need --remote-base")?
+                        .trim_end_matches('/')
+                        .to_owned(),
+                    admin_token: args.admin_token.clone(),
+                    sends: args.sends,
+                    clients: args.clients,
+                    watch: args.watch,
+                    members: args.members,
+                    state_events: args.state_events,
+                    concurrency: args.concurrency,
+                    pause_on_stdin: args.pause_on_stdin,
+                };
+                failed |= !if *scenario == Scenario::BigJoin {
+                    federation::big_join(&run, &federation_settings).await?
+                } else {
+                    federation::backlog(&run, &federation_settings).await?
+                };
+                continue;
+            }
         };
         outcome.print();
         failed |= !outcome.errors.is_empty();
@@ -283,9 +333,18 @@ impl User {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value)> {
-        let mut request = self
-            .http
-            .request(method, format!("{}/_matrix/client/v3{path}", self.base));
+        self.request(method, &format!("/_matrix/client/v3{path}"), body)
+            .await
+    }
+
+    /// A call to any path of the server (e.g. the admin API); any status is returned.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
         if !self.token.is_empty() {
             request = request.bearer_auth(&self.token);
         }
@@ -355,19 +414,26 @@ impl User {
 
     /// Every event id of the room's timeline, newest first, paging backwards.
     async fn timeline(&self, room: &str) -> Result<Vec<String>> {
-        let mut ids = Vec::new();
+        Ok(self
+            .timeline_events(room)
+            .await?
+            .iter()
+            .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Every event of the room's timeline, newest first, paging backwards.
+    async fn timeline_events(&self, room: &str) -> Result<Vec<Value>> {
+        let mut events = Vec::new();
         let mut from: Option<String> = None;
         loop {
-            let page = self.messages_page(room, from.as_deref(), 1000).await?;
-            let chunk = page["chunk"].as_array().context("no chunk")?;
-            ids.extend(
-                chunk
-                    .iter()
-                    .filter_map(|e| e["event_id"].as_str().map(str::to_owned)),
-            );
+            let mut page = self.messages_page(room, from.as_deref(), 1000).await?;
+            let chunk = page["chunk"].as_array_mut().context("no chunk")?;
+            let empty = chunk.is_empty();
+            events.append(chunk);
             match page["end"].as_str() {
-                Some(end) if !chunk.is_empty() => from = Some(end.to_owned()),
-                _ => return Ok(ids),
+                Some(end) if !empty => from = Some(end.to_owned()),
+                _ => return Ok(events),
             }
         }
     }
@@ -435,20 +501,11 @@ impl Run {
         total: usize,
         last_room: &mut Option<(User, String)>,
     ) -> Result<Outcome> {
-        let count = clients.len();
         let started = Instant::now();
-        let tasks: Vec<_> = clients
-            .iter()
-            .enumerate()
-            .map(|(n, (user, room))| {
-                let share = total / count + usize::from(n < total % count);
-                tokio::spawn(send_loop(user.clone(), room.clone(), share))
-            })
-            .collect();
+        let results = send_split(&clients, total).await?;
         let mut outcome = Outcome::new(name, "sends");
         let mut acked: HashMap<String, Vec<String>> = HashMap::new();
-        for ((_, room), task) in clients.iter().zip(tasks) {
-            let (latencies, ids, errors) = task.await?;
+        for ((_, room), (latencies, ids, errors)) in clients.iter().zip(results) {
             outcome.latencies.extend(latencies);
             outcome.errors.extend(errors);
             acked.entry(room.clone()).or_default().extend(ids);
@@ -484,11 +541,29 @@ impl Run {
 }
 
 /// One client's sends: latencies and event ids of the acknowledged ones, errors.
-async fn send_loop(
-    user: User,
-    room: String,
-    count: usize,
-) -> (Vec<Duration>, Vec<String>, Vec<String>) {
+type Sent = (Vec<Duration>, Vec<String>, Vec<String>);
+
+/// Sends `total` messages split between `clients`, all clients at once, each
+/// one request at a time; the outcome of each client, in order.
+async fn send_split(clients: &[(User, String)], total: usize) -> Result<Vec<Sent>> {
+    let count = clients.len();
+    let tasks: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(n, (user, room))| {
+            let share = total / count + usize::from(n < total % count);
+            tokio::spawn(send_loop(user.clone(), room.clone(), share))
+        })
+        .collect();
+    let mut results = Vec::with_capacity(count);
+    for task in tasks {
+        results.push(task.await?);
+    }
+    Ok(results)
+}
+
+/// One client's sends, one after another.
+async fn send_loop(user: User, room: String, count: usize) -> Sent {
     let (mut latencies, mut ids, mut errors) =
         (Vec::with_capacity(count), Vec::with_capacity(count), vec![]);
     for n in 0..count {

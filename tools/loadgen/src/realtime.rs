@@ -47,7 +47,7 @@ const SYNC_TIMEOUT_MS: u64 = 30_000;
 /// `/sync` filter: a timeline limit above any backlog a run builds.
 const SYNC_FILTER: &str = r#"{"room":{"timeline":{"limit":1000}}}"#;
 /// How long a `--pause-on-stdin` pause lasts at most.
-const PAUSE_LIMIT: Duration = Duration::from_secs(120);
+pub(crate) const PAUSE_LIMIT: Duration = Duration::from_secs(120);
 
 pub struct Settings {
     pub clients: usize,
@@ -571,7 +571,7 @@ async fn idle_socket(mut ws: Ws, mut pings: mpsc::Receiver<PingRequest>) -> Resu
 }
 
 /// Lines of stdin, read on a thread of its own; the channel closes at EOF.
-fn stdin_lines() -> mpsc::Receiver<()> {
+pub(crate) fn stdin_lines() -> mpsc::Receiver<()> {
     let (lines, receiver) = mpsc::channel(4);
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -678,7 +678,7 @@ pub async fn idle_sockets(run: &Run, settings: &Settings) -> Result<bool> {
 }
 
 /// The first errors on stderr.
-fn print_errors(name: &str, errors: &[String]) {
+pub(crate) fn print_errors(name: &str, errors: &[String]) {
     for error in errors.iter().take(5) {
         eprintln!("  {name}: {error}");
     }
