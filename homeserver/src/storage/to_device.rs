@@ -102,6 +102,19 @@ impl Store {
         device_id: &str,
         upto: i64,
     ) -> Result<()> {
+        // Almost every sync has nothing to forget: a read first keeps those
+        // syncs from queueing for SQLite's one writer behind the event writes.
+        let acknowledged = sqlx::query(
+            "SELECT 1 FROM to_device_messages WHERE user_id = $1 AND device_id = $2 AND stream_id <= $3 LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(upto)
+        .fetch_optional(&self.pool)
+        .await?;
+        if acknowledged.is_none() {
+            return Ok(());
+        }
         sqlx::query("DELETE FROM to_device_messages WHERE user_id = $1 AND device_id = $2 AND stream_id <= $3")
             .bind(user_id)
             .bind(device_id)
