@@ -122,12 +122,22 @@ pub(super) fn stored_event(row: &AnyRow) -> Result<StoredEvent> {
     })
 }
 
-/// `($1, $2), ($3, $4)`: placeholders for `rows` rows of `columns` values.
-pub(super) fn placeholders(rows: usize, columns: usize) -> String {
+/// Placeholders for `rows` rows of `columns` values, numbered in order:
+/// `($1, $2), ($3, $4)` for PostgreSQL, `(?, ?), (?, ?)` for SQLite, which
+/// binds anonymous parameters directly but looks each numbered one up by
+/// name in a list (quadratic in the parameters of a multi-row statement).
+pub(super) fn placeholders(conn: &AnyConnection, rows: usize, columns: usize) -> String {
+    let anonymous = conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME;
     (0..rows)
         .map(|row| {
             let values: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", row * columns + c))
+                .map(|c| {
+                    if anonymous {
+                        "?".to_owned()
+                    } else {
+                        format!("${}", row * columns + c)
+                    }
+                })
                 .collect();
             format!("({})", values.join(", "))
         })
@@ -185,7 +195,7 @@ async fn insert_events(
     for chunk in txns.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO event_txns (user_id, device_id, txn_id, event_id, created_ts) VALUES {}",
-            placeholders(chunk.len(), 5)
+            placeholders(conn, chunk.len(), 5)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (event, (user_id, device_id, txn_id)) in chunk {
@@ -297,7 +307,7 @@ async fn insert_event_rows(
             "INSERT INTO events (event_id, room_id, sender, event_type, state_key, membership, depth, \
              origin_server_ts, json, {state_columns}) VALUES {} \
              RETURNING event_id, stream_ordering",
-            placeholders(chunk.len(), columns)
+            placeholders(conn, chunk.len(), columns)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for event in chunk {
@@ -343,7 +353,7 @@ async fn queue_for_servers(
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO federation_outbox (destination, stream_ordering, event_id) VALUES {}",
-            placeholders(chunk.len(), 3)
+            placeholders(conn, chunk.len(), 3)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (destination, position, event_id) in chunk {
@@ -422,7 +432,7 @@ async fn set_extremities(conn: &mut AnyConnection, heads: &[&NewEvent]) -> Resul
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO room_extremities (room_id, event_id) VALUES {}",
-            placeholders(chunk.len(), 2)
+            placeholders(conn, chunk.len(), 2)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (room_id, event_id) in chunk {
@@ -482,7 +492,7 @@ async fn known_txns(
         let sql = format!(
             "SELECT user_id, device_id, txn_id, event_id FROM event_txns \
              WHERE (user_id, device_id, txn_id) IN (VALUES {})",
-            placeholders(chunk.len(), 3)
+            placeholders(conn, chunk.len(), 3)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (user_id, device_id, txn_id) in chunk {

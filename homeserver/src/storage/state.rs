@@ -40,7 +40,7 @@ pub(super) async fn insert_state_groups(
         let sql = format!(
             "INSERT INTO state_groups (group_id, room_id, parent_id, chain_length) VALUES {} \
              ON CONFLICT (group_id) DO NOTHING",
-            placeholders(chunk.len(), 4)
+            placeholders(conn, chunk.len(), 4)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for group in chunk {
@@ -60,7 +60,7 @@ pub(super) async fn insert_state_groups(
         let sql = format!(
             "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id) VALUES {} \
              ON CONFLICT (group_id, event_type, state_key) DO NOTHING",
-            placeholders(chunk.len(), 4)
+            placeholders(conn, chunk.len(), 4)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (group_id, (kind, key, event_id)) in chunk {
