@@ -7,8 +7,8 @@
 # then runs two loadgen scenarios:
 # - federation-backlog: B's user joins a public room of A through A; A's
 #   administrator denies B in A's federation rules; CLIENTS users of A send
-#   SENDS messages; A's queue for B (its federation_outbox, read from A's
-#   database: the admin API has no destination listing) must hold them all;
+#   SENDS messages; A's queue for B (as A's admin API lists its
+#   destinations) must hold them all;
 #   the rules are restored and the clock runs until B has the last one.
 #   A sends transactions of up to 50 PDUs, so SENDS / seconds is B's inbound
 #   rate of such transactions. Run twice, in two rooms: watched by B's user
@@ -127,16 +127,17 @@ admin_token=$(curl -fsS -X POST "$a_base/_matrix/client/v3/login" -H 'content-ty
     -d "{\"type\":\"m.login.password\",\"identifier\":{\"type\":\"m.id.user\",\"user\":\"bench-admin\"},\"password\":\"$admin_password\"}" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 
-# queued_for DESTINATION: A's destinations (as Store::destinations lists
-# them) with the number of events queued for DESTINATION.
+# queued_for DESTINATION: what A's admin API says of sending to DESTINATION
+# (GET /_teatime/admin/v1/federation/destinations).
 queued_for() {
-    python3 - "$work/A/teatime.db" "$1" <<'PY'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=10)
-queued = db.execute("SELECT COUNT(*) FROM federation_outbox WHERE destination = ?", (sys.argv[2],)).fetchone()[0]
-row = db.execute("SELECT failures, last_error FROM destinations WHERE destination = ?", (sys.argv[2],)).fetchone()
-print(f"queued={queued} failures={row[0] if row else '-'} last_error={(row[1] if row else None) or '-'}")
-PY
+    curl -fsS -H "Authorization: Bearer $admin_token" "$a_base/_teatime/admin/v1/federation/destinations" |
+        python3 -c '
+import json, sys
+rows = [d for d in json.load(sys.stdin)["destinations"] if d["destination"] == sys.argv[1]]
+row = rows[0] if rows else {}
+queued, failures, error = row.get("queued", 0), row.get("failures", "-"), row.get("last_error") or "-"
+print(f"queued={queued} failures={failures} last_error={error}")
+' "$1"
 }
 
 lines() { wc -l <"$1" | tr -d ' '; }
