@@ -939,7 +939,8 @@ async fn public_rooms_search_and_filters(backend: Backend) {
         .await;
     assert_eq!(room_ids(&body).len(), 3);
 
-    // Our own server may be named; others cannot be asked yet.
+    // Our own server may be named; another's directory (fetched over
+    // federation, tests/synapse_rooms.rs) needs an access token.
     let (status, body) = server
         .get(&format!("{PUBLIC_ROOMS}?server=localhost"), None)
         .await;
@@ -948,6 +949,17 @@ async fn public_rooms_search_and_filters(backend: Backend) {
     assert_error(
         &server
             .get(&format!("{PUBLIC_ROOMS}?server=other.example"), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "M_MISSING_TOKEN",
+    );
+    assert_error(
+        &server
+            .post(
+                &format!("{PUBLIC_ROOMS}?server=not%20a%20server"),
+                token,
+                json!({}),
+            )
             .await,
         StatusCode::BAD_REQUEST,
         "M_INVALID_PARAM",
