@@ -284,7 +284,16 @@ async fn kicked_and_banned_remote_users_stop_receiving(backend: Backend) {
         !seen_by_b.iter().any(|e| e.json.contains("after both left")),
         "b received a message sent after its users left"
     );
-    // Banned carol cannot join again.
+    // Banned carol cannot join again (once b knows of the ban: until then,
+    // joining a room b thinks she is in changes nothing and succeeds).
+    eventually("the ban on b", async || {
+        (membership_of(&b, &carol.access_token, &room, &carol.user_id)
+            .await
+            .as_deref()
+            == Some("ban"))
+        .then_some(())
+    })
+    .await;
     let (status, _) = join_via(&b, &carol.access_token, &room, &name_of(&a)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     a.finish().await;
