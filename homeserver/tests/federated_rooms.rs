@@ -25,44 +25,21 @@ fn name_of(server: &TestServer) -> String {
     server.config().server_name.clone()
 }
 
-/// The bodies of the room's `m.room.message` events `token` can page through, oldest first.
-async fn bodies(server: &TestServer, token: &str, room_id: &str) -> Vec<String> {
+/// The JSON of every event of the room `server` stored (up to 1,000).
+async fn stored_json(server: &TestServer, room_id: &str) -> Vec<String> {
     server
-        .all_messages(token, room_id)
+        .state()
+        .store
+        .room_events(
+            room_id,
+            homeserver::storage::EventRange::AtOrBefore(i64::MAX),
+            1000,
+        )
         .await
-        .iter()
-        .filter(|e| e["type"] == "m.room.message")
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .expect("stored events")
+        .into_iter()
+        .map(|e| e.json)
         .collect()
-}
-
-async fn membership_of(
-    server: &TestServer,
-    token: &str,
-    room_id: &str,
-    user: &str,
-) -> Option<String> {
-    let (status, body) = server
-        .get(
-            &TestServer::room_path(room_id, &format!("state/m.room.member/{}", encode(user))),
-            Some(token),
-        )
-        .await;
-    (status == StatusCode::OK).then(|| body["membership"].as_str().unwrap_or_default().to_owned())
-}
-
-async fn join_via(server: &TestServer, token: &str, room: &str, via: &str) -> (StatusCode, Value) {
-    server
-        .post(
-            &format!(
-                "/_matrix/client/v3/join/{}?server_name={}",
-                encode(room),
-                encode(via)
-            ),
-            Some(token),
-            json!({}),
-        )
-        .await
 }
 
 async fn remote_user_joins_and_messages_flow_both_ways(backend: Backend) {
@@ -100,7 +77,8 @@ async fn remote_user_joins_and_messages_flow_both_ways(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{name}");
     assert_eq!(name["name"], "Across");
     assert_eq!(
-        membership_of(&a, &alice.access_token, &room, &bob.user_id)
+        a.client(&alice)
+            .membership_of(&room, &bob.user_id)
             .await
             .as_deref(),
         Some("join")
@@ -109,12 +87,12 @@ async fn remote_user_joins_and_messages_flow_both_ways(backend: Backend) {
     b.say(&bob.access_token, &room, "hello from b").await;
     a.say(&alice.access_token, &room, "hello from a").await;
     let on_a = eventually("bob's message on a", async || {
-        let found = bodies(&a, &alice.access_token, &room).await;
+        let found = a.client(&alice).bodies(&room).await;
         found.contains(&"hello from b".to_owned()).then_some(found)
     })
     .await;
     let on_b = eventually("alice's message on b", async || {
-        let found = bodies(&b, &bob.access_token, &room).await;
+        let found = b.client(&bob).bodies(&room).await;
         found.contains(&"hello from a".to_owned()).then_some(found)
     })
     .await;
@@ -195,7 +173,8 @@ async fn remote_invite_to_a_direct_message(backend: Backend) {
     b.join(&bob.access_token, &room).await;
     b.say(&bob.access_token, &room, "hi alice").await;
     eventually("bob's message on a", async || {
-        bodies(&a, &alice.access_token, &room)
+        a.client(&alice)
+            .bodies(&room)
             .await
             .contains(&"hi alice".to_owned())
             .then_some(())
@@ -215,7 +194,7 @@ async fn kicked_and_banned_remote_users_stop_receiving(backend: Backend) {
         .create_room(&alice.access_token, json!({ "preset": "public_chat" }))
         .await;
     for user in [&bob, &carol] {
-        let (status, body) = join_via(&b, &user.access_token, &room, &name_of(&a)).await;
+        let (status, body) = b.client(user).join_via(&room, &name_of(&a)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
@@ -228,7 +207,8 @@ async fn kicked_and_banned_remote_users_stop_receiving(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     eventually("the kick on b", async || {
-        (membership_of(&b, &carol.access_token, &room, &bob.user_id)
+        (b.client(&carol)
+            .membership_of(&room, &bob.user_id)
             .await
             .as_deref()
             == Some("leave"))
@@ -249,7 +229,8 @@ async fn kicked_and_banned_remote_users_stop_receiving(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     eventually("the ban on a", async || {
-        (membership_of(&a, &alice.access_token, &room, &carol.user_id)
+        (a.client(&alice)
+            .membership_of(&room, &carol.user_id)
             .await
             .as_deref()
             == Some("ban"))
@@ -270,31 +251,25 @@ async fn kicked_and_banned_remote_users_stop_receiving(backend: Backend) {
         StatusCode::OK,
         "former members may read up to their leave"
     );
-    let seen_by_b = b
-        .state()
-        .store
-        .room_events(
-            &room,
-            homeserver::storage::EventRange::AtOrBefore(i64::MAX),
-            1000,
-        )
-        .await
-        .unwrap();
     assert!(
-        !seen_by_b.iter().any(|e| e.json.contains("after both left")),
+        !stored_json(&b, &room)
+            .await
+            .iter()
+            .any(|json| json.contains("after both left")),
         "b received a message sent after its users left"
     );
     // Banned carol cannot join again (once b knows of the ban: until then,
     // joining a room b thinks she is in changes nothing and succeeds).
     eventually("the ban on b", async || {
-        (membership_of(&b, &carol.access_token, &room, &carol.user_id)
+        (b.client(&carol)
+            .membership_of(&room, &carol.user_id)
             .await
             .as_deref()
             == Some("ban"))
         .then_some(())
     })
     .await;
-    let (status, _) = join_via(&b, &carol.access_token, &room, &name_of(&a)).await;
+    let (status, _) = b.client(&carol).join_via(&room, &name_of(&a)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     a.finish().await;
     b.finish().await;
@@ -308,11 +283,12 @@ async fn typing_receipts_and_to_device_cross_servers(backend: Backend) {
     let room = a
         .create_room(&alice.access_token, json!({ "preset": "public_chat" }))
         .await;
-    let (status, body) = join_via(&b, &bob.access_token, &room, &name_of(&a)).await;
+    let (status, body) = b.client(&bob).join_via(&room, &name_of(&a)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let event = a.say(&alice.access_token, &room, "read me").await;
     eventually("the message on b", async || {
-        bodies(&b, &bob.access_token, &room)
+        b.client(&bob)
+            .bodies(&room)
             .await
             .contains(&"read me".to_owned())
             .then_some(())
@@ -411,34 +387,27 @@ async fn history_is_backfilled_as_visibility_allows(backend: Backend) {
         .await;
 
     for room in [&shared, &members_only] {
-        let (status, body) = join_via(&b, &bob.access_token, room, &name_of(&a)).await;
+        let (status, body) = b.client(&bob).join_via(room, &name_of(&a)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     a.say(&alice.access_token, &members_only, "after bob joined")
         .await;
 
     // Paging back through the shared room fetches its history from a.
-    assert_eq!(bodies(&b, &bob.access_token, &shared).await, before);
+    assert_eq!(b.client(&bob).bodies(&shared).await, before);
     let seen = eventually("the message after bob joined", async || {
-        let seen = bodies(&b, &bob.access_token, &members_only).await;
+        let seen = b.client(&bob).bodies(&members_only).await;
         seen.contains(&"after bob joined".to_owned())
             .then_some(seen)
     })
     .await;
     assert_eq!(seen, ["after bob joined"]);
     // A never even sent b the text bob was not allowed to see.
-    let stored = b
-        .state()
-        .store
-        .room_events(
-            &members_only,
-            homeserver::storage::EventRange::AtOrBefore(i64::MAX),
-            1000,
-        )
-        .await
-        .unwrap();
     assert!(
-        !stored.iter().any(|e| e.json.contains("secret before bob")),
+        !stored_json(&b, &members_only)
+            .await
+            .iter()
+            .any(|json| json.contains("secret before bob")),
         "the hidden message reached b"
     );
     a.finish().await;
@@ -453,7 +422,7 @@ async fn a_server_that_was_down_gets_its_queue_once(backend: Backend) {
     let room = a
         .create_room(&alice.access_token, json!({ "preset": "public_chat" }))
         .await;
-    let (status, body) = join_via(&b, &bob.access_token, &room, &name_of(&a)).await;
+    let (status, body) = b.client(&bob).join_via(&room, &name_of(&a)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     b.stop().await;
@@ -473,7 +442,7 @@ async fn a_server_that_was_down_gets_its_queue_once(backend: Backend) {
     b.start_again().await;
 
     let seen = eventually("the queued messages on b", async || {
-        let seen = bodies(&b, &bob.access_token, &room).await;
+        let seen = b.client(&bob).bodies(&room).await;
         (seen.len() >= sent.len()).then_some(seen)
     })
     .await;
@@ -486,7 +455,8 @@ async fn a_server_that_was_down_gets_its_queue_once(backend: Backend) {
     assert!(recovered["last_success_ts"].is_i64(), "{recovered}");
     b.say(&bob.access_token, &room, "back").await;
     eventually("b's message on a", async || {
-        bodies(&a, &alice.access_token, &room)
+        a.client(&alice)
+            .bodies(&room)
             .await
             .contains(&"back".to_owned())
             .then_some(())
@@ -551,7 +521,7 @@ async fn partitioned_servers_converge(backend: Backend) {
             }),
         )
         .await;
-    let (status, body) = join_via(&b, &bob.access_token, &room, &name_of(&a)).await;
+    let (status, body) = b.client(&bob).join_via(&room, &name_of(&a)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // The link goes down: each refuses the other.
@@ -591,7 +561,7 @@ async fn partitioned_servers_converge(backend: Backend) {
     expected.sort();
     for (server, user) in [(&a, &alice), (&b, &bob)] {
         eventually("every message on both sides", async || {
-            let mut seen = bodies(server, &user.access_token, &room).await;
+            let mut seen = server.client(user).bodies(&room).await;
             seen.sort();
             (seen == expected).then_some(())
         })
@@ -607,7 +577,8 @@ async fn partitioned_servers_converge(backend: Backend) {
     // A message after the merge refers to both forks and changes nothing.
     a.say(&alice.access_token, &room, "merged").await;
     eventually("the merge on b", async || {
-        bodies(&b, &bob.access_token, &room)
+        b.client(&bob)
+            .bodies(&room)
             .await
             .contains(&"merged".to_owned())
             .then_some(())
@@ -629,7 +600,7 @@ async fn three_servers_share_a_room(backend: Backend) {
         .create_room(&alice.access_token, json!({ "preset": "public_chat" }))
         .await;
     for (server, user) in [(&b, &bob), (&c, &carol)] {
-        let (status, body) = join_via(server, &user.access_token, &room, &name_of(&a)).await;
+        let (status, body) = server.client(user).join_via(&room, &name_of(&a)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     for (server, user, text) in [
@@ -641,7 +612,7 @@ async fn three_servers_share_a_room(backend: Backend) {
     }
     for (server, user) in [(&a, &alice), (&b, &bob), (&c, &carol)] {
         eventually("every message on every server", async || {
-            let seen = bodies(server, &user.access_token, &room).await;
+            let seen = server.client(user).bodies(&room).await;
             ["from a", "from b", "from c"]
                 .iter()
                 .all(|text| seen.iter().filter(|s| s == text).count() == 1)
