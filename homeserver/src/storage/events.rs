@@ -665,21 +665,12 @@ impl Store {
     /// Stores events received for their state or auth chain (outliers);
     /// those already stored are left as they are.
     pub async fn store_outliers(&self, events: &[NewEvent]) -> Result<()> {
-        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-        let known = self.placements(&ids).await?;
-        let mut seen = std::collections::HashSet::new();
-        let new: Vec<&NewEvent> = events
-            .iter()
-            .filter(|e| !known.contains_key(&e.event_id) && seen.insert(e.event_id.as_str()))
-            .collect();
-        let mut tx = self.begin_write().await?;
-        let mut positions = HashMap::new();
-        insert_outlier_rows(&mut tx, &new, self.max_statement_bytes(), &mut positions).await?;
-        tx.commit().await
+        self.store_backfilled(events).await.map(|_| ())
     }
 
     /// Stores a room's older history fetched from another server (`events`
-    /// newest first), below every event here; returns how many were new.
+    /// newest first), below every event here, as outliers are stored;
+    /// returns how many were new.
     pub async fn store_backfilled(&self, events: &[NewEvent]) -> Result<usize> {
         let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
         let known = self.placements(&ids).await?;
