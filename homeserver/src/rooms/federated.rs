@@ -130,18 +130,7 @@ impl Rooms {
     ) -> Result<CanonicalJsonObject> {
         let content_raw = serde_json::value::to_raw_value(&draft.content)
             .map_err(|e| Error::BadJson(e.to_string()))?;
-        let auth_types = self.authorizer.auth_types(
-            &cursor.rules.authorization,
-            &draft.kind,
-            sender,
-            draft.state_key.as_deref(),
-            &content_raw,
-        )?;
-        let auth_events: Vec<OwnedEventId> = auth_types
-            .iter()
-            .filter_map(|key| cursor.state.get(key))
-            .map(|pdu| pdu.event_id.clone())
-            .collect();
+        let auth_events = self.auth_events_on(cursor, sender, draft, &content_raw)?;
         Ok(event_json(
             EventTemplate {
                 room_id: cursor.room_id.as_deref(),

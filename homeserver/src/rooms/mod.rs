@@ -231,6 +231,28 @@ impl Rooms {
         Ok(())
     }
 
+    /// The events of the cursor's state that authorise `draft` by `sender`.
+    fn auth_events_on(
+        &self,
+        cursor: &RoomCursor,
+        sender: &UserId,
+        draft: &Draft,
+        content: &serde_json::value::RawValue,
+    ) -> Result<Vec<OwnedEventId>> {
+        let auth_types = self.authorizer.auth_types(
+            &cursor.rules.authorization,
+            &draft.kind,
+            sender,
+            draft.state_key.as_deref(),
+            content,
+        )?;
+        Ok(auth_types
+            .iter()
+            .filter_map(|key| cursor.state.get(key))
+            .map(|pdu| pdu.event_id.clone())
+            .collect())
+    }
+
     /// Builds the next event of `cursor`, checks it against the rules and
     /// places it: the cursor moves past it.
     fn next_event(
@@ -246,18 +268,7 @@ impl Rooms {
         }
         let content_raw = serde_json::value::RawValue::from_string(content_text)
             .map_err(|e| Error::BadJson(e.to_string()))?;
-        let auth_types = self.authorizer.auth_types(
-            &cursor.rules.authorization,
-            &draft.kind,
-            sender,
-            draft.state_key.as_deref(),
-            &content_raw,
-        )?;
-        let auth_events: Vec<OwnedEventId> = auth_types
-            .iter()
-            .filter_map(|key| cursor.state.get(key))
-            .map(|pdu| pdu.event_id.clone())
-            .collect();
+        let auth_events = self.auth_events_on(cursor, sender, draft, &content_raw)?;
         let pdu = build_event(
             EventTemplate {
                 room_id: cursor.room_id.as_deref(),
